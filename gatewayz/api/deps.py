@@ -1,0 +1,42 @@
+"""Typed FastAPI dependencies: the container, and who is calling (user or admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gatewayz.container import Container
+from gatewayz.errors import AuthenticationFailed, PermissionDenied
+from gatewayz.keys.service import Principal
+from gatewayz.pipeline.authenticate import credential
+
+
+def get_container(request: Request) -> Container:
+    return request.app.state.container  # type: ignore[no-any-return]
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+async def get_principal(request: Request, c: ContainerDep) -> Principal:
+    token = credential({k.lower().encode(): v.encode("latin-1") for k, v in request.headers.items()})
+    if token is None:
+        raise AuthenticationFailed("Missing API key: send `Authorization: Bearer <key>`.", code="missing_api_key")
+    return await c.keys.authenticate(token)
+
+
+async def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise PermissionDenied("This route needs an admin key.", code="admin_required")
+    return principal
+
+
+async def require_user(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    if principal.user_id is None:
+        raise PermissionDenied("The admin key has no account of its own; use a user's key.", code="user_required")
+    return principal
+
+
+Admin = Annotated[Principal, Depends(require_admin)]
+User = Annotated[Principal, Depends(require_user)]

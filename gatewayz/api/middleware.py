@@ -1,0 +1,65 @@
+"""Pure ASGI middleware: the request id on every response, and no stack trace ever leaves the process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+from gatewayz.api.asgi import Message, Receive, Scope, Send, send_error
+from gatewayz.errors import GatewayError, InvalidRequest
+
+log = logging.getLogger("gatewayz.http")
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: object) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # type: ignore[operator]
+            return
+        given = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value
+                break
+        if given is not None and not _VALID_ID.match(given):
+            rid = new_request_id()
+            await send_error(_with_id(send, rid), InvalidRequest(
+                "X-Request-ID must be 1 to 128 characters of letters, digits and . _ : -",
+                code="invalid_request_id"))
+            return
+        rid = given.decode() if given is not None else new_request_id()
+        scope["gw.request_id"] = rid
+        scope["gw.client_request_id"] = given is not None
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)  # type: ignore[operator]
+        except Exception:
+            log.exception("unhandled error in request %s", rid)
+            if not started:
+                await send_error(send_with_id, GatewayError("Internal error; quote the X-Request-ID if you "
+                                                            "report it."))
+
+
+def _with_id(send: Send, rid: str) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+        await send(message)
+    return wrapped

@@ -1,0 +1,1 @@
+"""Credits: money units, holds before an upstream call, settlement and the ledger."""

@@ -1,0 +1,201 @@
+"""Credit authorities: hold the most a request can cost before the upstream call, settle the exact cost after.
+
+Two implementations share one contract (tests/billing/test_credit_contract.py):
+- MemoryAuthority: one worker owns its users' available balance in process; holds cost no I/O, settlements
+  are written in batches (ledger + balance + usage in one transaction). The default for one worker.
+- SqlAuthority: holds are rows and a held_nanos column changed by conditional UPDATEs, so any number of
+  workers sharing the database agree. Used when several workers run without a shared in-memory store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.exc import IntegrityError
+
+from gatewayz.billing.store import LedgerStore, Settlement
+from gatewayz.billing.writer import SettlementWriter
+from gatewayz.errors import Conflict, InsufficientCredits, NotFound
+
+log = logging.getLogger("gatewayz.billing")
+
+
+@dataclass(slots=True)
+class Hold:
+    user_id: int
+    request_id: str
+    amount: int
+
+
+class CreditAuthority(Protocol):
+    async def reserve(self, user_id: int, request_id: str, amount: int) -> Hold: ...
+    def settle(self, hold: Hold, settlement: Settlement) -> int: ...
+    def release(self, hold: Hold) -> None: ...
+    async def balance(self, user_id: int) -> int: ...
+    def credited(self, user_id: int, amount: int) -> None: ...
+    async def drain(self) -> None: ...
+
+
+def insufficient(available: int, needed: int) -> InsufficientCredits:
+    from gatewayz.billing.money import nanos_to_usd
+
+    have, need = nanos_to_usd(available), nanos_to_usd(needed)
+    return InsufficientCredits(
+        f"Insufficient credits: this request may cost up to ${need:.6f} and your available balance is "
+        f"${have:.6f}. Add credits, or lower max_tokens to reduce the amount held for the request.",
+        extra={"balance": float(have), "required": float(need)})
+
+
+def duplicate(request_id: str) -> Conflict:
+    return Conflict(f"X-Request-ID {request_id!r} is already in progress or was already processed; "
+                    "use a new request id for a new request.", code="duplicate_request_id")
+
+
+@dataclass(slots=True)
+class _Account:
+    balance: int                 # durable balance as last known (this process applies every change it makes)
+    held: int = 0                # sum of open holds
+    pending: int = 0             # settled here but not yet written
+    generation: int = 0          # bumps on every change, so a reload never overwrites a newer state
+    loaded_at: float = field(default_factory=time.monotonic)
+
+
+class MemoryAuthority:
+    RELOAD_AFTER_S = 30.0
+
+    def __init__(self, store: LedgerStore, writer: SettlementWriter) -> None:
+        self._store = store
+        self._writer = writer
+        self._accounts: dict[int, _Account] = {}
+        self._open: dict[tuple[int, str], int] = {}  # holds and settlements not yet durable
+
+    async def _account(self, user_id: int) -> _Account:
+        acct = self._accounts.get(user_id)
+        if acct is not None:
+            if acct.held == 0 and acct.pending == 0 and time.monotonic() - acct.loaded_at > self.RELOAD_AFTER_S:
+                await self._reload(user_id, acct)
+            return acct
+        balance = await self._store.balance(user_id)
+        if balance is None:
+            raise NotFound("User not found.", code="user_not_found")
+        acct = self._accounts.get(user_id)  # another request may have loaded it meanwhile
+        if acct is None:
+            acct = self._accounts[user_id] = _Account(balance=balance)
+        return acct
+
+    async def _reload(self, user_id: int, acct: _Account) -> None:
+        """Pick up changes made outside this process (say, the CLI) while nothing is in flight."""
+        gen = acct.generation
+        balance = await self._store.balance(user_id)
+        if balance is not None and acct.generation == gen and acct.held == 0 and acct.pending == 0:
+            acct.balance = balance
+        acct.loaded_at = time.monotonic()
+
+    async def reserve(self, user_id: int, request_id: str, amount: int) -> Hold:
+        acct = await self._account(user_id)
+        key = (user_id, request_id)
+        if key in self._open:
+            raise duplicate(request_id)
+        available = acct.balance - acct.held - acct.pending
+        if amount > available:
+            raise insufficient(available, amount)
+        acct.held += amount
+        acct.generation += 1
+        self._open[key] = amount
+        return Hold(user_id, request_id, amount)
+
+    def settle(self, hold: Hold, settlement: Settlement) -> int:
+        acct = self._accounts[hold.user_id]
+        cost = min(settlement.cost_nanos, hold.amount)
+        settlement.cost_nanos = cost
+        acct.held -= hold.amount
+        acct.pending += cost
+        acct.generation += 1
+        key = (hold.user_id, hold.request_id)
+
+        def done(charged: int) -> None:
+            acct.pending -= cost
+            acct.balance -= charged
+            acct.generation += 1
+            self._open.pop(key, None)
+
+        self._writer.submit(settlement, done)
+        return cost
+
+    def release(self, hold: Hold) -> None:
+        acct = self._accounts.get(hold.user_id)
+        if acct is not None and self._open.pop((hold.user_id, hold.request_id), None) is not None:
+            acct.held -= hold.amount
+            acct.generation += 1
+
+    async def balance(self, user_id: int) -> int:
+        """The balance after every settled charge (open holds are not deducted)."""
+        acct = await self._account(user_id)
+        return acct.balance - acct.pending
+
+    def credited(self, user_id: int, amount: int) -> None:
+        acct = self._accounts.get(user_id)
+        if acct is not None:
+            acct.balance += amount
+            acct.generation += 1
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+
+class SqlAuthority:
+    def __init__(self, store: LedgerStore, writer: SettlementWriter, hold_ttl_s: int) -> None:
+        self._store = store
+        self._writer = writer
+        self._ttl = timedelta(seconds=hold_ttl_s)
+
+    async def reserve(self, user_id: int, request_id: str, amount: int) -> Hold:
+        try:
+            ok = await self._store.hold(user_id, request_id, amount, datetime.now(UTC) + self._ttl)
+        except IntegrityError:
+            raise duplicate(request_id) from None
+        if not ok:
+            state = await self._store.balances(user_id)
+            if state is None:
+                raise NotFound("User not found.", code="user_not_found")
+            raise insufficient(max(state[0] - state[1], 0), amount)
+        return Hold(user_id, request_id, amount)
+
+    def settle(self, hold: Hold, settlement: Settlement) -> int:
+        cost = min(settlement.cost_nanos, hold.amount)
+        settlement.cost_nanos = cost
+        settlement.hold_nanos = hold.amount
+        self._writer.submit_one(self._store.settle_hold(settlement))
+        return cost
+
+    def release(self, hold: Hold) -> None:
+        self._writer.submit_one(self._store.release(hold.user_id, hold.request_id))
+
+    async def balance(self, user_id: int) -> int:
+        state = await self._store.balances(user_id)
+        if state is None:
+            raise NotFound("User not found.", code="user_not_found")
+        return state[0]
+
+    def credited(self, user_id: int, amount: int) -> None:
+        return None  # the database is the authority: nothing cached here
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+
+def make_authority(kind: str, workers: int, store: LedgerStore, writer: SettlementWriter,
+                   hold_ttl_s: int) -> CreditAuthority:
+    if kind == "memory" or (kind == "auto" and workers == 1):
+        return MemoryAuthority(store, writer)
+    return SqlAuthority(store, writer, hold_ttl_s)
+
+
+async def wait_idle(authority: CreditAuthority, timeout_s: float = 10.0) -> None:
+    """Tests and shutdown: wait until every settlement is durable."""
+    await asyncio.wait_for(authority.drain(), timeout_s)

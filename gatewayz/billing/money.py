@@ -1,0 +1,42 @@
+"""Money is integer nanodollars (1e-9 USD); prices are integer picodollars per token. No floats."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, Decimal
+
+NANOS_PER_USD = 1_000_000_000
+PICOS_PER_NANO = 1_000
+
+
+def usd_to_nanos(amount: Decimal | int | str) -> int:
+    """An exact USD amount (at most 9 decimals) in nanodollars."""
+    d = Decimal(str(amount)) if not isinstance(amount, Decimal) else amount
+    nanos = d * NANOS_PER_USD
+    if nanos != nanos.to_integral_value():
+        raise ValueError("amounts have at most 9 decimal places")
+    return int(nanos)
+
+
+def nanos_to_usd(nanos: int) -> Decimal:
+    return Decimal(nanos) / NANOS_PER_USD
+
+
+def nanos_to_json(nanos: int) -> float:
+    """For JSON bodies: the float nearest to the exact amount (exact values stay in the ledger)."""
+    return float(nanos_to_usd(nanos))
+
+
+def per_million_to_picos(price_per_million_usd: Decimal) -> int:
+    """USD per million tokens -> picodollars per token (exact: 1 USD/M = 1,000,000 pico/token)."""
+    return int(price_per_million_usd * 1_000_000)
+
+
+def token_cost_nanos(prompt_tokens: int, completion_tokens: int, input_picos: int, output_picos: int) -> int:
+    """Exact cost of a request, rounded up to a whole nanodollar."""
+    picos = prompt_tokens * input_picos + completion_tokens * output_picos
+    return -(-picos // PICOS_PER_NANO)
+
+
+def round_usd(nanos: int, places: int = 6) -> Decimal:
+    q = Decimal(1).scaleb(-places)
+    return nanos_to_usd(nanos).quantize(q, rounding=ROUND_CEILING)

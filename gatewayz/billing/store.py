@@ -1,0 +1,204 @@
+"""The credit ledger in SQL. Every balance change writes its ledger row in the same transaction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gatewayz.storage.schema import credit_holds, credit_transactions, usage_records, users
+
+USAGE = "api_usage"
+
+
+@dataclass(slots=True)
+class Settlement:
+    """What one finished request owes, plus its usage record (written in the same transaction)."""
+
+    user_id: int
+    request_id: str
+    cost_nanos: int
+    hold_nanos: int = 0
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+class UnknownUser(Exception):
+    pass
+
+
+class NegativeBalance(Exception):
+    pass
+
+
+class LedgerStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def balance(self, user_id: int) -> int | None:
+        async with self._engine.connect() as conn:
+            res = await conn.execute(sa.select(users.c.balance_nanos).where(users.c.id == user_id))
+            return res.scalar_one_or_none()
+
+    async def balances(self, user_id: int) -> tuple[int, int] | None:
+        """(balance, held) for the database credit authority."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(users.c.balance_nanos, users.c.held_nanos)
+                                      .where(users.c.id == user_id))).first()
+            return (row[0], row[1]) if row else None
+
+    async def add(self, user_id: int, amount_nanos: int, kind: str, *, actor: str | None = None,
+                  description: str | None = None, request_id: str | None = None) -> int:
+        """Credit (or, negative, debit) a balance with its ledger row; returns the new balance."""
+        try:
+            async with self._engine.begin() as conn:
+                res = await conn.execute(users.update().where(users.c.id == user_id)
+                                         .values(balance_nanos=users.c.balance_nanos + amount_nanos)
+                                         .returning(users.c.balance_nanos))
+                after = res.scalar_one_or_none()
+                if after is None:
+                    raise UnknownUser(user_id)
+                await conn.execute(credit_transactions.insert().values(
+                    user_id=user_id, type=kind, amount_nanos=amount_nanos, balance_after_nanos=after,
+                    request_id=request_id, description=description, actor=actor, created_at=_now()))
+                return int(after)
+        except IntegrityError as exc:
+            if "balance" in str(exc.orig).lower() or "check" in str(exc.orig).lower():
+                raise NegativeBalance(user_id) from None
+            raise
+
+    async def charged(self, user_id: int, request_id: str) -> bool:
+        q = sa.select(sa.literal(1)).where(credit_transactions.c.user_id == user_id,
+                                           credit_transactions.c.request_id == request_id,
+                                           credit_transactions.c.type == USAGE)
+        async with self._engine.connect() as conn:
+            if (await conn.execute(q)).first() is not None:
+                return True
+            q2 = sa.select(sa.literal(1)).where(usage_records.c.user_id == user_id,
+                                                usage_records.c.request_id == request_id)
+            return (await conn.execute(q2)).first() is not None
+
+    async def apply(self, items: list[Settlement]) -> list[int]:
+        """Write a batch of settlements in one transaction; returns the nanos actually charged per item.
+
+        Fast path: one UPDATE per user and two multi-row INSERTs. If the batch collides with an existing
+        row (a request id already settled), it is redone one item at a time, skipping the duplicates."""
+        try:
+            async with self._engine.begin() as conn:
+                return await self._apply_batch(conn, items)
+        except IntegrityError:
+            charged = []
+            for item in items:
+                try:
+                    async with self._engine.begin() as conn:
+                        charged.extend(await self._apply_batch(conn, [item]))
+                except IntegrityError:
+                    charged.append(0)  # already settled once: never twice
+            return charged
+
+    async def _apply_batch(self, conn: AsyncConnection, items: list[Settlement]) -> list[int]:
+        now = _now()
+        per_user: dict[int, list[int]] = defaultdict(list)
+        for i, item in enumerate(items):
+            if item.cost_nanos > 0:
+                per_user[item.user_id].append(i)
+        charged = [0] * len(items)
+        ledger_rows = []
+        for user_id, idxs in per_user.items():
+            # A no-op UPDATE takes the row's write lock first (PostgreSQL row lock, SQLite write lock), so
+            # the read and the write below cannot interleave with another writer.
+            row = (await conn.execute(users.update().where(users.c.id == user_id)
+                                      .values(balance_nanos=users.c.balance_nanos)
+                                      .returning(users.c.balance_nanos, users.c.held_nanos))).first()
+            if row is None:
+                continue
+            balance, held = int(row[0]), int(row[1])
+            for i in idxs:
+                it = items[i]
+                # Never below zero, never into other requests' holds: usage beyond the hold is capped.
+                charged[i] = min(it.cost_nanos, max(balance - held, 0))
+                balance -= charged[i]
+                ledger_rows.append({"user_id": user_id, "type": USAGE, "amount_nanos": -charged[i],
+                                    "balance_after_nanos": balance, "request_id": it.request_id,
+                                    "model": it.model, "prompt_tokens": it.prompt_tokens,
+                                    "completion_tokens": it.completion_tokens, "description": None,
+                                    "actor": None, "created_at": now})
+            await conn.execute(users.update().where(users.c.id == user_id).values(balance_nanos=balance))
+        if ledger_rows:
+            await conn.execute(credit_transactions.insert(), ledger_rows)
+        usage_rows = [dict(item.usage, user_id=item.user_id, request_id=item.request_id,
+                           cost_nanos=charged[i], created_at=item.usage.get("created_at", now))
+                      for i, item in enumerate(items) if item.usage]
+        if usage_rows:
+            await conn.execute(usage_records.insert(), usage_rows)
+        return charged
+
+    # -- holds for the database credit authority (several workers sharing one database) --
+
+    async def hold(self, user_id: int, request_id: str, amount: int, expires_at: datetime) -> bool:
+        """Take a hold atomically; False when the available balance is short. Raises IntegrityError on a
+        duplicate (user, request id)."""
+        async with self._engine.begin() as conn:
+            res = await conn.execute(
+                users.update().where(users.c.id == user_id,
+                                     users.c.balance_nanos - users.c.held_nanos >= amount)
+                .values(held_nanos=users.c.held_nanos + amount))
+            if res.rowcount != 1:
+                return False
+            await conn.execute(credit_holds.insert().values(user_id=user_id, request_id=request_id,
+                                                            amount_nanos=amount, expires_at=expires_at))
+            return True
+
+    async def release(self, user_id: int, request_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await _drop_hold(conn, user_id, request_id)
+
+    async def settle_hold(self, item: Settlement) -> int:
+        """Release the hold and apply the charge in one transaction; returns the nanos charged."""
+        try:
+            async with self._engine.begin() as conn:
+                await _drop_hold(conn, item.user_id, item.request_id)
+                return (await self._apply_batch(conn, [item]))[0]
+        except IntegrityError:
+            await self.release(item.user_id, item.request_id)
+            return 0
+
+    async def sweep_expired_holds(self, now: datetime | None = None) -> int:
+        """Release holds whose request died with its worker."""
+        now = now or _now()
+        async with self._engine.connect() as conn:
+            stale = (await conn.execute(sa.select(credit_holds.c.user_id, credit_holds.c.request_id)
+                                        .where(credit_holds.c.expires_at < now))).all()
+        for user_id, request_id in stale:
+            await self.release(user_id, request_id)
+        return len(stale)
+
+    async def transactions(self, user_id: int, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        t = credit_transactions
+        async with self._engine.connect() as conn:
+            total = (await conn.execute(sa.select(sa.func.count()).select_from(t)
+                                        .where(t.c.user_id == user_id))).scalar_one()
+            rows = await conn.execute(sa.select(t).where(t.c.user_id == user_id)
+                                      .order_by(t.c.id.desc()).limit(limit).offset(offset))
+            return [dict(r._mapping) for r in rows], int(total)
+
+
+async def _drop_hold(conn: AsyncConnection, user_id: int, request_id: str) -> None:
+    res = await conn.execute(credit_holds.delete().where(credit_holds.c.user_id == user_id,
+                                                         credit_holds.c.request_id == request_id)
+                             .returning(credit_holds.c.amount_nanos))
+    amount = res.scalar_one_or_none()
+    if amount:
+        await conn.execute(users.update().where(users.c.id == user_id)
+                           .values(held_nanos=users.c.held_nanos - amount))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,101 @@
+"""Writes settlements after the response: batched into one transaction every few milliseconds, retried
+while the database is unreachable, and drained on shutdown so nothing settled is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from gatewayz.billing.store import LedgerStore, Settlement
+
+log = logging.getLogger("gatewayz.billing")
+
+Done = Callable[[int], None]
+
+
+class SettlementWriter:
+    MAX_BATCH = 500
+
+    def __init__(self, store: LedgerStore, flush_ms: int) -> None:
+        self._store = store
+        self._interval = flush_ms / 1000
+        self._queue: list[tuple[Settlement, Done]] = []
+        self._wake: asyncio.Event | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._idle: asyncio.Event | None = None
+        self.failures = 0
+
+    def submit(self, settlement: Settlement, done: Done) -> None:
+        self._queue.append((settlement, done))
+        self._ensure_loop()
+        if len(self._queue) >= self.MAX_BATCH and self._wake is not None:
+            self._wake.set()
+
+    def submit_one(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run one write in a tracked task that survives the request and is awaited on drain."""
+        task = asyncio.get_running_loop().create_task(self._retrying(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _retrying(self, coro: Coroutine[Any, Any, Any]) -> None:
+        try:
+            await coro
+        except Exception:
+            # One write of the SQL authority; the hold expires and is swept if it could not be released.
+            self.failures += 1
+            log.exception("settlement write failed")
+
+    def _ensure_loop(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._wake = asyncio.Event()
+            self._idle = asyncio.Event()
+            self._loop_task = asyncio.get_running_loop().create_task(self._run())
+        if self._idle is not None:
+            self._idle.clear()
+
+    async def _run(self) -> None:
+        assert self._wake is not None and self._idle is not None
+        backoff = self._interval
+        while True:
+            if not self._queue:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            batch = self._queue[: self.MAX_BATCH]
+            try:
+                charged = await self._store.apply([s for s, _ in batch])
+            except Exception:
+                # The database is down or busy: keep the batch (its money stays reserved in memory), retry.
+                self.failures += 1
+                log.exception("settlement batch of %d failed; retrying", len(batch))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = self._interval
+            del self._queue[: len(batch)]
+            for (_, done), amount in zip(batch, charged, strict=True):
+                done(amount)
+
+    async def drain(self) -> None:
+        if self._queue and self._wake is not None:
+            self._wake.set()
+        if self._idle is not None and self._queue:
+            await self._idle.wait()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None

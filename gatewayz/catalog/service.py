@@ -1,0 +1,68 @@
+"""Resolves what a client names to a priced catalog entry, or refuses before any upstream call."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from gatewayz.billing.money import per_million_to_picos
+from gatewayz.errors import ModelNotFound
+from gatewayz.settings import ModelConfig
+
+log = logging.getLogger("gatewayz.catalog")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: str
+    upstream_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    id: str
+    aliases: tuple[str, ...]
+    input_per_million: Decimal
+    output_per_million: Decimal
+    input_picos: int          # picodollars per prompt token
+    output_picos: int         # picodollars per completion token
+    context_length: int
+    max_output_tokens: int
+    routes: tuple[Route, ...]
+    free: bool = False
+
+
+class Catalog:
+    def __init__(self, models: list[ModelConfig]) -> None:
+        self._by_name: dict[str, CatalogEntry] = {}
+        self.entries: list[CatalogEntry] = []
+        self.unpriced: set[str] = set()
+        for m in models:
+            if m.pricing is None:
+                # Never served at a guessed price: it is neither listed nor routable.
+                log.warning("model %s has no pricing and will not be served", m.id)
+                self.unpriced.update([m.id, *m.aliases])
+                continue
+            entry = CatalogEntry(
+                id=m.id, aliases=tuple(m.aliases), input_per_million=m.pricing.input,
+                output_per_million=m.pricing.output, input_picos=per_million_to_picos(m.pricing.input),
+                output_picos=per_million_to_picos(m.pricing.output), context_length=m.context_length,
+                max_output_tokens=min(m.max_output_tokens or m.context_length, m.context_length),
+                routes=tuple(Route(r.provider, r.model) for r in m.providers), free=m.free)
+            self.entries.append(entry)
+            for name in (m.id, *m.aliases):
+                self._by_name[name] = entry
+
+    def resolve(self, name: str) -> CatalogEntry:
+        entry = self._by_name.get(name)
+        if entry is not None:
+            return entry
+        if name in self.unpriced:
+            raise ModelNotFound(f"The model {name!r} has no price configured, so it is not served.",
+                                param="model", code="model_not_found")
+        raise ModelNotFound(f"The model {name!r} does not exist or is not served here. "
+                            "GET /v1/models lists the available models.", param="model")
+
+    def get(self, name: str) -> CatalogEntry | None:
+        return self._by_name.get(name)

@@ -1,0 +1,66 @@
+"""The one object that holds settings, stores, services and the upstream HTTP client."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+
+from gatewayz.billing.credits import CreditAuthority, make_authority
+from gatewayz.billing.store import LedgerStore
+from gatewayz.billing.writer import SettlementWriter
+from gatewayz.catalog.service import Catalog
+from gatewayz.keys.crypto import KeyCipher, load_or_create_master_key
+from gatewayz.keys.service import KeyService
+from gatewayz.keys.store import KeyStore
+from gatewayz.providers.engine import Engine
+from gatewayz.providers.spec import ProviderSpec, spec_from_config
+from gatewayz.settings import Settings
+from gatewayz.storage.db import create_engine
+from gatewayz.users.store import UserStore
+
+log = logging.getLogger("gatewayz")
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters the metrics layer exports; kept here so nothing is dropped without being counted."""
+
+    malformed_chunks: int = 0
+    interrupted_streams: int = 0
+
+
+class Container:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = create_engine(settings.database_url)
+        master, created = load_or_create_master_key(settings.encryption_key, settings.data_dir)
+        if created:
+            log.warning("generated an encryption key in %s; back it up, or set GATEWAYZ_ENCRYPTION_KEY",
+                        settings.data_dir / "secret.key")
+        self.cipher = KeyCipher(master)
+        self.keys = KeyService(KeyStore(self.db), self.cipher, settings.admin_key)
+        self.users = UserStore(self.db)
+        self.ledger = LedgerStore(self.db)
+        self.writer = SettlementWriter(self.ledger, settings.credits.settle_flush_ms)
+        self.credits: CreditAuthority = make_authority(settings.credits.authority, settings.workers, self.ledger,
+                                                       self.writer, settings.credits.hold_ttl_s)
+        self.catalog = Catalog(settings.models)
+        self.providers: dict[str, ProviderSpec] = {p.name: spec_from_config(p) for p in settings.providers}
+        self.stats = Stats()
+        self._http: aiohttp.ClientSession | None = None
+        self.engine: Engine
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+        self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True,
+                                           skip_auto_headers=("User-Agent",))
+        self.engine = Engine(self._http)
+
+    async def stop(self) -> None:
+        """Drain pending settlements first, then close the connections."""
+        await self.writer.close()
+        if self._http is not None:
+            await self._http.close()
+        await self.db.dispose()

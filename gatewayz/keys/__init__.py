@@ -1,0 +1,1 @@
+"""API keys: generation, encryption at rest, HMAC lookup, the authentication cache."""

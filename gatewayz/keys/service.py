@@ -1,0 +1,138 @@
+"""Authentication and key management. Verified keys are cached in process (TTL + LRU) and evicted at once
+when deleted or deactivated."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gatewayz.errors import AuthenticationFailed, NotFound
+from gatewayz.keys.crypto import KeyCipher, generate_api_key, looks_like_api_key
+from gatewayz.keys.store import KeyRecord, KeyStore
+
+ADMIN_ROLE = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling. The configured admin key has no user (and no balance)."""
+
+    user_id: int | None
+    key_id: int | None
+    role: str
+    expires_at: float | None = None  # epoch seconds
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN_ROLE
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    id: int
+    name: str
+    api_key: str
+    last4: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class _TTLCache:
+    """A small LRU with a per-entry deadline; single event loop, so no locking is needed."""
+
+    def __init__(self, size: int, ttl_s: float) -> None:
+        self._size, self._ttl = size, ttl_s
+        self._data: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+
+    def get(self, key: str, now: float) -> tuple[bool, Principal | None]:
+        hit = self._data.get(key)
+        if hit is None:
+            return False, None
+        if hit[0] < now:
+            del self._data[key]
+            return False, None
+        self._data.move_to_end(key)
+        return True, hit[1]
+
+    def put(self, key: str, value: Principal | None, now: float, ttl_s: float | None = None) -> None:
+        self._data[key] = (now + (ttl_s if ttl_s is not None else self._ttl), value)
+        self._data.move_to_end(key)
+        while len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+    def pop(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+class KeyService:
+    CACHE_TTL_S = 300.0
+    CACHE_SIZE = 512
+    NEGATIVE_TTL_S = 30.0
+
+    def __init__(self, store: KeyStore, cipher: KeyCipher, admin_key: str | None) -> None:
+        self._store = store
+        self._cipher = cipher
+        self._admin_key = admin_key
+        self._cache = _TTLCache(self.CACHE_SIZE, self.CACHE_TTL_S)
+        # Unknown keys are remembered briefly so a flood of bad keys does not become a flood of queries.
+        self._unknown = _TTLCache(4096, self.NEGATIVE_TTL_S)
+
+    async def authenticate(self, api_key: str) -> Principal:
+        if self._admin_key is not None and hmac.compare_digest(api_key.encode(), self._admin_key.encode()):
+            return Principal(user_id=None, key_id=None, role=ADMIN_ROLE)
+        if not looks_like_api_key(api_key):
+            raise AuthenticationFailed("Invalid API key.")
+        now = time.monotonic()
+        key_hash = self._cipher.lookup_hash(api_key)
+        hit, principal = self._cache.get(key_hash, now)
+        if not hit:
+            hit, principal = self._unknown.get(key_hash, now)
+        if not hit:
+            record = await self._store.by_hash(key_hash)
+            principal = self._principal(record)
+            if principal is None:
+                self._unknown.put(key_hash, None, now)
+            else:
+                self._cache.put(key_hash, principal, now)
+        if principal is None:
+            raise AuthenticationFailed("Invalid API key.")
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
+        return principal
+
+    @staticmethod
+    def _principal(record: KeyRecord | None) -> Principal | None:
+        if record is None or not record.is_active or not record.user_active:
+            return None
+        expires = record.expires_at.timestamp() if record.expires_at else None
+        return Principal(user_id=record.user_id, key_id=record.id, role=record.role, expires_at=expires)
+
+    async def create(self, user_id: int, name: str, expires_at: datetime | None = None) -> CreatedKey:
+        api_key = generate_api_key()
+        now = datetime.now(UTC)
+        key_hash = self._cipher.lookup_hash(api_key)
+        key_id = await self._store.insert(user_id=user_id, name=name, key_hash=key_hash,
+                                          encrypted_key=self._cipher.encrypt(api_key), last4=api_key[-4:],
+                                          expires_at=expires_at, now=now)
+        self._unknown.pop(key_hash)
+        return CreatedKey(id=key_id, name=name, api_key=api_key, last4=api_key[-4:], created_at=now,
+                          expires_at=expires_at)
+
+    async def list(self, user_id: int) -> list[KeyRecord]:
+        return await self._store.list_for_user(user_id)
+
+    async def delete(self, user_id: int, key_id: int) -> None:
+        key_hash = await self._store.deactivate(user_id, key_id)
+        if key_hash is None:
+            raise NotFound(f"No API key {key_id} for this user.", code="api_key_not_found")
+        self._cache.pop(key_hash)
+
+    def forget_all(self) -> None:
+        """Drop every cached verification (a user was deactivated or changed role)."""
+        self._cache.clear()

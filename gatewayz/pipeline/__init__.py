@@ -1,0 +1,2 @@
+"""The inference path as small ordered stages over one RequestContext:
+authenticate -> parse -> resolve -> reserve -> dispatch (failover) -> settle -> record."""

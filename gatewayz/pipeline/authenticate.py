@@ -1,0 +1,29 @@
+"""Stage: who is calling. Accepts `Authorization: Bearer KEY` and `x-api-key: KEY`."""
+
+from __future__ import annotations
+
+from gatewayz.errors import AuthenticationFailed, PermissionDenied
+from gatewayz.keys.service import KeyService
+from gatewayz.pipeline.context import RequestContext
+
+
+def credential(headers: dict[bytes, bytes]) -> str | None:
+    auth = headers.get(b"authorization")
+    if auth:
+        scheme, _, token = auth.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    key = headers.get(b"x-api-key")
+    return key.decode("latin-1").strip() if key else None
+
+
+async def authenticate(ctx: RequestContext, headers: dict[bytes, bytes], keys: KeyService) -> None:
+    token = credential(headers)
+    if token is None:
+        raise AuthenticationFailed("Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`.",
+                                   code="missing_api_key")
+    ctx.principal = await keys.authenticate(token)
+    if ctx.principal.user_id is None:
+        raise PermissionDenied("The admin key manages the gateway; create a user key for inference "
+                               "(`gatewayz users create`).", code="admin_key_not_for_inference")

@@ -1,0 +1,57 @@
+"""The state one inference request carries through the stages."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatewayz.billing.credits import Hold
+from gatewayz.catalog.service import CatalogEntry
+from gatewayz.keys.service import Principal
+
+
+@dataclass(slots=True)
+class Attempt:
+    provider: str
+    status: int | None       # HTTP status, None for a connection error or timeout
+    error: str               # short class: "timeout", "connect", "http_503", ...
+    elapsed_ms: float
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False   # True when the upstream never reported usage (a stream cut midway)
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    client_request_id: bool
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    principal: Principal | None = None
+    raw: bytes = b""
+    body: dict[str, Any] = field(default_factory=dict)
+    requested_model: str = ""
+    entry: CatalogEntry | None = None
+    stream: bool = False
+    include_usage: bool = False
+    hold: Hold | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    upstream_s: float = 0.0
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: Usage | None = None
+    cost_nanos: int = 0
+    status: int = 200
+    error_code: str | None = None
+    ttft_ms: float | None = None
+    settled: bool = False
+
+    def overhead_ms(self) -> float:
+        return max((time.perf_counter() - self.started - self.upstream_s) * 1000, 0.0)

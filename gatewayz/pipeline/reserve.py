@@ -1,0 +1,39 @@
+"""Stage: hold the most this request can cost before any upstream call; refuse with 402 if it can't be paid."""
+
+from __future__ import annotations
+
+from gatewayz.billing.credits import CreditAuthority, duplicate
+from gatewayz.billing.money import token_cost_nanos
+from gatewayz.billing.store import LedgerStore
+from gatewayz.catalog.service import CatalogEntry
+from gatewayz.pipeline.context import RequestContext
+from gatewayz.pipeline.parse import requested_output_tokens
+
+# A prompt never has more tokens than it has bytes of text, except images: bound each by a generous
+# per-image count (a high-detail image is under 2,000 tokens at the providers we know).
+TOKENS_PER_IMAGE_BOUND = 2_000
+
+
+def max_prompt_tokens(raw: bytes, entry: CatalogEntry) -> int:
+    images = raw.count(b'"image_url"') + raw.count(b'"input_audio"')
+    return min(len(raw) + TOKENS_PER_IMAGE_BOUND * images, entry.context_length)
+
+
+def max_output_tokens(ctx: RequestContext, entry: CatalogEntry) -> int:
+    asked = requested_output_tokens(ctx.body)
+    per_choice = min(asked, entry.max_output_tokens) if asked else entry.max_output_tokens
+    n = ctx.body.get("n") or 1
+    return per_choice * int(n)
+
+
+def hold_amount(ctx: RequestContext, entry: CatalogEntry) -> int:
+    return token_cost_nanos(max_prompt_tokens(ctx.raw, entry), max_output_tokens(ctx, entry),
+                            entry.input_picos, entry.output_picos)
+
+
+async def reserve(ctx: RequestContext, authority: CreditAuthority, ledger: LedgerStore) -> None:
+    entry, principal = ctx.entry, ctx.principal
+    assert entry is not None and principal is not None and principal.user_id is not None
+    if ctx.client_request_id and await ledger.charged(principal.user_id, ctx.request_id):
+        raise duplicate(ctx.request_id)
+    ctx.hold = await authority.reserve(principal.user_id, ctx.request_id, hold_amount(ctx, entry))

@@ -1,0 +1,59 @@
+"""Stages after the upstream: read its usage, settle the exact cost against the hold, record the request."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gatewayz.billing.credits import CreditAuthority
+from gatewayz.billing.money import token_cost_nanos
+from gatewayz.billing.store import Settlement
+from gatewayz.pipeline.context import RequestContext, Usage
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_from_openai(u: Any) -> Usage | None:
+    if not isinstance(u, dict):
+        return None
+    details_in = u.get("prompt_tokens_details") or {}
+    details_out = u.get("completion_tokens_details") or {}
+    return Usage(prompt_tokens=_int(u.get("prompt_tokens")), completion_tokens=_int(u.get("completion_tokens")),
+                 cached_tokens=_int(details_in.get("cached_tokens")) if isinstance(details_in, dict) else 0,
+                 reasoning_tokens=_int(details_out.get("reasoning_tokens")) if isinstance(details_out, dict) else 0)
+
+
+def estimate_usage(ctx: RequestContext, delivered_chars: int) -> Usage:
+    """A stream cut before the upstream reported usage: bill what was delivered, about 4 characters a token."""
+    return Usage(prompt_tokens=-(-len(ctx.raw) // 4), completion_tokens=-(-delivered_chars // 4), estimated=True)
+
+
+def settle(ctx: RequestContext, authority: CreditAuthority) -> int:
+    """Charge for ctx.usage (nothing when it is None) and queue the usage record. Idempotent per context."""
+    if ctx.settled or ctx.hold is None or ctx.entry is None or ctx.principal is None:
+        return ctx.cost_nanos
+    ctx.settled = True
+    # No usage means nothing was delivered (the request failed): nothing to pay.
+    usage = ctx.usage or Usage()
+    entry = ctx.entry
+    cost = 0
+    if ctx.usage is not None:
+        cost = token_cost_nanos(usage.prompt_tokens, usage.completion_tokens, entry.input_picos, entry.output_picos)
+    settlement = Settlement(user_id=ctx.hold.user_id, request_id=ctx.request_id, cost_nanos=cost, model=entry.id,
+                            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                            usage=usage_row(ctx, usage))
+    ctx.cost_nanos = authority.settle(ctx.hold, settlement)
+    return ctx.cost_nanos
+
+
+def usage_row(ctx: RequestContext, usage: Usage) -> dict[str, Any]:
+    assert ctx.principal is not None and ctx.entry is not None
+    return {"api_key_id": ctx.principal.key_id, "endpoint": ctx.endpoint, "model": ctx.entry.id,
+            "provider": ctx.provider, "upstream_model": ctx.upstream_model, "stream": ctx.stream,
+            "status": ctx.status, "error_code": ctx.error_code, "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "latency_ms": round((time.perf_counter() - ctx.started) * 1000, 3), "ttft_ms": ctx.ttft_ms,
+            "attempts": len(ctx.attempts)}

@@ -1,0 +1,1 @@
+"""Upstream providers: their specs (data), the HTTP engine that applies them, and SSE framing."""

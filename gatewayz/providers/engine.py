@@ -1,0 +1,153 @@
+"""The one HTTP engine: sends a request shaped by a provider's spec and classifies what comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gatewayz.providers.spec import ProviderSpec
+from gatewayz.providers.sse import DONE, SSEParser
+
+# Statuses after which another provider may succeed; anything else 4xx is the client's and goes back as is.
+FAILOVER_STATUSES = frozenset({401, 402, 403, 404, 408, 429})
+
+
+class AttemptFailed(Exception):
+    """This provider could not serve the request; the next one may."""
+
+    def __init__(self, kind: str, status: int | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(slots=True)
+class ClientError:
+    """The upstream refused the request itself (a 400 and the like): hand it back unchanged."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+@dataclass(slots=True)
+class JsonReply:
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class StreamReply:
+    response: aiohttp.ClientResponse
+    parser: SSEParser
+    first: list[bytes]          # events already read (read ahead so an early failure can still fail over)
+
+
+def retry_after(headers: Any) -> float | None:
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            return None
+    sec = headers.get("retry-after")
+    if sec:
+        try:
+            return float(sec)
+        except ValueError:
+            return None  # an HTTP date: treat as unknown
+    return None
+
+
+class Engine:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+        self._timeouts: dict[tuple[str, bool], aiohttp.ClientTimeout] = {}
+
+    def _timeout(self, spec: ProviderSpec, stream: bool, remaining_s: float) -> aiohttp.ClientTimeout:
+        if remaining_s < spec.timeout_s:
+            return aiohttp.ClientTimeout(total=None if stream else remaining_s, sock_connect=spec.connect_timeout_s,
+                                         sock_read=remaining_s)
+        key = (spec.name, stream)
+        t = self._timeouts.get(key)
+        if t is None:
+            # Non-stream: the whole exchange within timeout_s. Stream: each read within timeout_s.
+            t = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None if stream else spec.timeout_s, sock_connect=spec.connect_timeout_s,
+                sock_read=spec.timeout_s)
+        return t
+
+    async def chat(self, spec: ProviderSpec, payload: bytes, stream: bool,
+                   remaining_s: float) -> JsonReply | StreamReply | ClientError:
+        try:
+            resp = await self._session.post(spec.chat_url, data=payload, headers=spec.headers,
+                                            timeout=self._timeout(spec, stream, remaining_s))
+        except TimeoutError:
+            raise AttemptFailed("timeout") from None
+        except aiohttp.ClientError:
+            raise AttemptFailed("connect") from None
+        try:
+            if resp.status != 200:
+                return await self._refusal(resp)
+            if stream:
+                return await self._open_stream(resp)
+            return JsonReply(await self._json(resp))
+        except TimeoutError:
+            resp.release()
+            raise AttemptFailed("timeout", resp.status) from None
+        except aiohttp.ClientError:
+            resp.release()
+            raise AttemptFailed("read", resp.status) from None
+
+    async def _refusal(self, resp: aiohttp.ClientResponse) -> ClientError:
+        body = await resp.read()
+        resp.release()
+        status = resp.status
+        if status in FAILOVER_STATUSES or status >= 500:
+            raise AttemptFailed(f"http_{status}", status, retry_after(resp.headers))
+        return ClientError(status, body, resp.headers.get("content-type", "application/json"))
+
+    @staticmethod
+    async def _json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+        raw = await resp.read()
+        resp.release()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise AttemptFailed("bad_response", 200) from None
+        if not isinstance(data, dict) or "error" in data and "choices" not in data:
+            raise AttemptFailed("bad_response", 200)
+        return data
+
+    @staticmethod
+    async def _open_stream(resp: aiohttp.ClientResponse) -> StreamReply:
+        """Read until the first event so that a stream failing before any data still fails over."""
+        parser = SSEParser()
+        while True:
+            chunk = await resp.content.readany()
+            if not chunk:
+                resp.release()
+                raise AttemptFailed("empty_stream", 200)
+            events = parser.feed(chunk)
+            if events:
+                if events[0] != DONE and _is_error_event(events[0]):
+                    resp.release()
+                    raise AttemptFailed("stream_error", 200)
+                return StreamReply(resp, parser, events)
+
+
+def _is_error_event(data: bytes) -> bool:
+    return data.startswith(b'{"error"') or data.startswith(b'{ "error"')
+
+
+async def sleep_within(delay_s: float, deadline: float) -> bool:
+    """Sleep for delay_s if the deadline allows it; False when it does not."""
+    if time.perf_counter() + delay_s >= deadline:
+        return False
+    await asyncio.sleep(delay_s)
+    return True

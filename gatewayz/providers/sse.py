@@ -1,0 +1,64 @@
+"""Server-sent events: an incremental parser for upstream streams and the writer for client streams."""
+
+from __future__ import annotations
+
+import orjson
+
+DONE = b"[DONE]"
+
+
+class SSEParser:
+    """Feeds raw bytes, yields the data payload of each complete event (multi-line data joined by \\n).
+
+    Comments (lines starting with ':') and events without data are skipped; `event:` names are kept in
+    `last_event` for protocols that use them."""
+
+    __slots__ = ("_buf", "last_event")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self.last_event: bytes | None = None
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        out: list[bytes] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n\n", start)
+            if end < 0:
+                break
+            data = _event_data(buf[start:end], self)
+            if data is not None:
+                out.append(data)
+            start = end + 2
+        self._buf = buf[start:]
+        return out
+
+    def tail(self) -> bytes:
+        """Whatever was left without a terminating blank line (a truncated stream)."""
+        return self._buf
+
+
+def _event_data(block: bytes, parser: SSEParser) -> bytes | None:
+    if block.startswith(b"data: ") and b"\n" not in block:
+        return block[6:]  # the common case: one data line
+    parts: list[bytes] = []
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            parts.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif line.startswith(b"event:"):
+            parser.last_event = line[6:].strip()
+    return b"\n".join(parts) if parts else None
+
+
+def event(data: bytes) -> bytes:
+    return b"data: " + data + b"\n\n"
+
+
+def json_event(obj: object) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+DONE_EVENT = b"data: [DONE]\n\n"

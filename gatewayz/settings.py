@@ -1,0 +1,221 @@
+"""Typed settings: the YAML config file plus environment overrides. The only module that reads os.environ."""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/gatewayz.db"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    type: Literal["openai"] = "openai"
+    base_url: str
+    api_key: str | None = None
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class Pricing(_Strict):
+    """USD per million tokens, kept as Decimal so no float ever touches money."""
+
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+
+    @field_validator("input", "output", mode="before")
+    @classmethod
+    def _exact(cls, v: Any) -> Any:
+        # YAML gives floats; str() of a float is its shortest round-trip form, so 0.15 stays 0.15.
+        return Decimal(str(v)) if isinstance(v, float) else v
+
+    @field_validator("input", "output")
+    @classmethod
+    def _picodollar_precision(cls, v: Decimal) -> Decimal:
+        # Prices are applied in picodollars per token: 1e-6 USD per million tokens is the finest unit.
+        if v != v.quantize(Decimal("0.000001")):
+            raise ValueError("at most 6 decimal places (USD per million tokens)")
+        return v
+
+
+class ModelRoute(_Strict):
+    provider: str
+    model: str = Field(min_length=1, max_length=200)
+
+
+class ModelConfig(_Strict):
+    id: str
+    aliases: list[str] = Field(default_factory=list)
+    pricing: Pricing | None = None
+    free: bool = False
+    context_length: int = Field(default=8192, ge=1, le=100_000_000)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    providers: list[ModelRoute] = Field(min_length=1)
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str) -> str:
+        if not _MODEL_ID.match(v):
+            raise ValueError("model ids use letters, digits and ._:/@+- (at most 200 characters)")
+        return v
+
+    @model_validator(mode="after")
+    def _zero_price_needs_free(self) -> ModelConfig:
+        p = self.pricing
+        if p is not None and p.input == 0 and p.output == 0 and not self.free:
+            raise ValueError("pricing is zero for input and output: set `free: true` to serve it at no charge")
+        return self
+
+
+class CreditsConfig(_Strict):
+    # "auto": in-process holds for one worker; database holds when several workers share the database.
+    authority: Literal["auto", "memory", "sql"] = "auto"
+    low_balance_threshold_usd: Decimal = Decimal("1")
+    settle_flush_ms: int = Field(default=20, ge=1, le=5000)
+    hold_ttl_s: int = Field(default=3600, ge=60)
+
+
+class Settings(_Strict):
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    admin_key: str | None = None
+    encryption_key: str | None = None
+    data_dir: Path = Path("./data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=256)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    request_deadline_s: float = Field(default=600.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    credits: CreditsConfig = Field(default_factory=CreditsConfig)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_length(cls, v: str | None) -> str | None:
+        if v is not None and len(v) < 32:
+            raise ValueError("must be at least 32 characters")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, v: str) -> str:
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        names = [p.name for p in self.providers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"providers: duplicate name {sorted(dup)[0]!r}")
+        seen: dict[str, str] = {}
+        for i, m in enumerate(self.models):
+            for j, route in enumerate(m.providers):
+                if route.provider not in names:
+                    raise ValueError(f"models.{i}.providers.{j}.provider: unknown provider {route.provider!r}")
+            for ident in [m.id, *m.aliases]:
+                if ident in seen:
+                    raise ValueError(f"models.{i}: id or alias {ident!r} is already used by {seen[ident]!r}")
+                seen[ident] = m.id
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _interpolate(value: Any, env: dict[str, str], path: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, f"{path}.{i}") for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+        return _ENV_REF.sub(sub, value)
+    return value
+
+
+def _format_validation(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "config"
+        lines.append(f"{where}: {e['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+ENV_OVERRIDES = {
+    "GATEWAYZ_DATABASE_URL": "database_url",
+    "GATEWAYZ_REDIS_URL": "redis_url",
+    "GATEWAYZ_ADMIN_KEY": "admin_key",
+    "GATEWAYZ_ENCRYPTION_KEY": "encryption_key",
+    "GATEWAYZ_DATA_DIR": "data_dir",
+    "GATEWAYZ_WORKERS": "workers",
+}
+
+
+def load_settings(config_path: str | Path | None = None, env: dict[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Read the YAML file (argument, else GATEWAYZ_CONFIG), interpolate ${VAR}, apply env and CLI overrides."""
+    env = dict(os.environ) if env is None else env
+    path = config_path or env.get("GATEWAYZ_CONFIG")
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: the top level must be a mapping")
+        raw = _interpolate(loaded, env, "")
+    for var, field in ENV_OVERRIDES.items():
+        if env.get(var):
+            raw[field] = env[var]
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc)) from None
+
+
+def worker_environment(config_path: str | Path | None, settings: Settings) -> None:
+    """Hand the parent's configuration to worker processes, which load settings from the environment."""
+    if config_path:
+        os.environ["GATEWAYZ_CONFIG"] = str(Path(config_path).resolve())
+    os.environ["GATEWAYZ_WORKERS"] = str(settings.workers)

@@ -1,0 +1,1 @@
+"""Storage: the SQLAlchemy engine (SQLite embedded, PostgreSQL in production), schema and migrations."""

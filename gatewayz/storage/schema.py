@@ -1,0 +1,97 @@
+"""The database schema as SQLAlchemy Core tables; Alembic migrations must match it (a test checks)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+})
+
+Money = sa.BigInteger  # nanodollars
+Timestamp = sa.DateTime(timezone=True)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False, server_default="user"),
+    sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("balance_nanos", Money, nullable=False, server_default="0"),
+    # Sum of open holds; only the database credit authority (several workers, no Redis) uses it.
+    sa.Column("held_nanos", Money, nullable=False, server_default="0"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.CheckConstraint("balance_nanos >= 0", name="balance_not_negative"),
+    sa.CheckConstraint("held_nanos >= 0", name="held_not_negative"),
+)
+
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # HMAC-SHA256 hex: the lookup index
+    sa.Column("encrypted_key", sa.Text(), nullable=False),              # Fernet ciphertext
+    sa.Column("last4", sa.String(4), nullable=False),
+    sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+credit_transactions = sa.Table(
+    "credit_transactions", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("amount_nanos", Money, nullable=False),          # signed: usage is negative
+    sa.Column("balance_after_nanos", Money, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=True),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("prompt_tokens", sa.Integer(), nullable=True),
+    sa.Column("completion_tokens", sa.Integer(), nullable=True),
+    sa.Column("description", sa.String(500), nullable=True),
+    sa.Column("actor", sa.String(100), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    # Belt and braces for idempotency: one charge per (user, request id).
+    sa.UniqueConstraint("user_id", "request_id", "type"),
+    sa.Index(None, "user_id", "created_at"),
+)
+
+credit_holds = sa.Table(
+    "credit_holds", metadata,
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("request_id", sa.String(128), primary_key=True),
+    sa.Column("amount_nanos", Money, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+)
+
+usage_records = sa.Table(
+    "usage_records", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("user_id", sa.BigInteger(), nullable=False),
+    sa.Column("api_key_id", sa.BigInteger(), nullable=True),
+    sa.Column("endpoint", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("provider", sa.String(64), nullable=True),
+    sa.Column("upstream_model", sa.String(200), nullable=True),
+    sa.Column("stream", sa.Boolean(), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("prompt_tokens", sa.Integer(), nullable=False),
+    sa.Column("completion_tokens", sa.Integer(), nullable=False),
+    sa.Column("cached_tokens", sa.Integer(), nullable=False),
+    sa.Column("reasoning_tokens", sa.Integer(), nullable=False),
+    sa.Column("cost_nanos", Money, nullable=False),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    sa.Column("ttft_ms", sa.Float(), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("user_id", "request_id"),
+    sa.Index(None, "user_id", "created_at"),
+)

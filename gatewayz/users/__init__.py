@@ -1,0 +1,1 @@
+"""User accounts: creation (with opening credits and a first key), listing."""

@@ -1,0 +1,105 @@
+"""Admin user management and the caller's own balance and API keys."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gatewayz.api.deps import Admin, ContainerDep, User
+from gatewayz.billing.money import nanos_to_json, usd_to_nanos
+from gatewayz.errors import Conflict, InvalidRequest
+from gatewayz.users.store import EmailTaken
+
+router = APIRouter()
+_EMAIL = re.compile(r"^[^@\s<>\"';]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
+MAX_GRANT_USD = Decimal("1000000")
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(max_length=320)
+    credits: Decimal = Field(default=Decimal(0), ge=0, le=MAX_GRANT_USD, decimal_places=9)
+    role: Literal["admin", "developer", "support", "user"] = "user"
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if not _EMAIL.match(v):
+            raise ValueError("not a valid e-mail address")
+        return v.lower()
+
+
+class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(default="default", min_length=1, max_length=100, pattern=r"^[\w .\-]+$")
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, v: datetime | None) -> datetime | None:
+        if v is None:
+            return None
+        v = v if v.tzinfo else v.replace(tzinfo=UTC)
+        if v <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return v
+
+
+def key_json(k: Any) -> dict[str, Any]:
+    return {"id": k.id, "name": k.name, "last4": k.last4, "created_at": k.created_at,
+            "expires_at": k.expires_at}
+
+
+@router.post("/admin/users", status_code=201, tags=["admin"])
+async def create_user(body: NewUser, admin: Admin, c: ContainerDep) -> dict[str, Any]:
+    try:
+        user = await c.users.create(body.email, body.role, usd_to_nanos(body.credits), actor="admin")
+    except EmailTaken:
+        raise Conflict(f"A user with e-mail {body.email} already exists.", code="email_taken") from None
+    key = await c.keys.create(user.id, "default")
+    return {"id": user.id, "email": user.email, "role": user.role, "balance": nanos_to_json(user.balance_nanos),
+            "api_key": key.api_key, "key_id": key.id}
+
+
+@router.get("/admin/users", tags=["admin"])
+async def list_users(admin: Admin, c: ContainerDep, limit: int = Query(50, ge=1, le=1000),
+                     offset: int = Query(0, ge=0)) -> dict[str, Any]:
+    users, total = await c.users.list(limit, offset)
+    return {"data": [{"id": u.id, "email": u.email, "role": u.role, "is_active": u.is_active,
+                      "balance": nanos_to_json(u.balance_nanos), "created_at": u.created_at} for u in users],
+            "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/user/balance", tags=["user"])
+async def balance(user: User, c: ContainerDep) -> dict[str, Any]:
+    assert user.user_id is not None
+    nanos = await c.credits.balance(user.user_id)
+    return {"balance": nanos_to_json(nanos), "balance_nanos": nanos, "currency": "USD"}
+
+
+@router.post("/user/api-keys", status_code=201, tags=["user"])
+async def create_key(body: NewKey, user: User, c: ContainerDep) -> dict[str, Any]:
+    assert user.user_id is not None
+    key = await c.keys.create(user.user_id, body.name, body.expires_at)
+    return {"id": key.id, "name": key.name, "api_key": key.api_key, "last4": key.last4,
+            "created_at": key.created_at, "expires_at": key.expires_at}
+
+
+@router.get("/user/api-keys", tags=["user"])
+async def list_keys(user: User, c: ContainerDep) -> dict[str, Any]:
+    assert user.user_id is not None
+    return {"data": [key_json(k) for k in await c.keys.list(user.user_id)]}
+
+
+@router.delete("/user/api-keys/{key_id}", tags=["user"])
+async def delete_key(key_id: int, user: User, c: ContainerDep) -> dict[str, Any]:
+    assert user.user_id is not None
+    if key_id < 1:
+        raise InvalidRequest("key id must be a positive integer", param="key_id")
+    await c.keys.delete(user.user_id, key_id)
+    return {"id": key_id, "deleted": True}
