@@ -49,7 +49,7 @@ class GatewayServer:
                 raise RuntimeError("gateway did not start")
             time.sleep(0.01)
         sock = self._server.servers[0].sockets[0]
-        self.url = "http://127.0.0.1:%d" % sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         self._loop = self.call_loop()
         return self
 

@@ -13,7 +13,8 @@ from tests.emulator import Emulator
 from tests.gateway_server import GatewayServer
 
 
-def test_non_streaming_shape_cost_and_headers(gateway: GatewayServer, client: openai.OpenAI, user: dict[str, Any]) -> None:
+def test_non_streaming_shape_cost_and_headers(gateway: GatewayServer, client: openai.OpenAI,
+                                              user: dict[str, Any]) -> None:
     before = gateway.balance_nanos(user["api_key"])
     raw = client.chat.completions.with_raw_response.create(
         model="test/echo", messages=[{"role": "user", "content": "hello there"}])
@@ -78,8 +79,8 @@ def test_sse_wire_format(gateway: GatewayServer, user: dict[str, Any]) -> None:
 
 
 def test_parameters_pass_through(client: openai.OpenAI, emu_a: Emulator) -> None:
-    tools = [{"type": "function", "function": {"name": "get_weather", "description": "weather",
-                                                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    params = {"type": "object", "properties": {"city": {"type": "string"}}}
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "weather", "parameters": params}}]
     resp = client.chat.completions.create(
         model="test/echo", messages=[{"role": "user", "content": "weather in Paris?"}], tools=tools,
         tool_choice="auto", temperature=0.3, top_p=0.9, seed=7, stop=["zzz"], max_tokens=50, user="u-1",

@@ -112,7 +112,8 @@ async def test_database_holds(engine: AsyncEngine) -> None:
 
 
 @pytest.fixture(params=["memory", "sql"])
-async def authority(request: pytest.FixtureRequest, engine: AsyncEngine) -> AsyncIterator[MemoryAuthority | SqlAuthority]:
+async def authority(request: pytest.FixtureRequest,
+                    engine: AsyncEngine) -> AsyncIterator[MemoryAuthority | SqlAuthority]:
     ledger = LedgerStore(engine)
     writer = SettlementWriter(ledger, flush_ms=5)
     auth = MemoryAuthority(ledger, writer) if request.param == "memory" else SqlAuthority(ledger, writer, 3600)
