@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -13,8 +14,18 @@ log = logging.getLogger("gatewayz.http")
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+class _RequestIds:
+    """Unique ids without a syscall per request: a random per-process prefix and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = "req_" + os.urandom(6).hex()
+        self._next = itertools.count(1).__next__
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{self._next():010x}"
+
+
+new_request_id = _RequestIds()
 
 
 class RequestIdMiddleware:

@@ -72,14 +72,14 @@ class Engine:
     def _timeout(self, spec: ProviderSpec, stream: bool, remaining_s: float) -> aiohttp.ClientTimeout:
         if remaining_s < spec.timeout_s:
             return aiohttp.ClientTimeout(total=None if stream else remaining_s, sock_connect=spec.connect_timeout_s,
-                                         sock_read=remaining_s)
+                                         sock_read=remaining_s if stream else None)
         key = (spec.name, stream)
         t = self._timeouts.get(key)
         if t is None:
             # Non-stream: the whole exchange within timeout_s. Stream: each read within timeout_s.
             t = self._timeouts[key] = aiohttp.ClientTimeout(
                 total=None if stream else spec.timeout_s, sock_connect=spec.connect_timeout_s,
-                sock_read=spec.timeout_s)
+                sock_read=spec.timeout_s if stream else None)
         return t
 
     async def chat(self, spec: ProviderSpec, payload: bytes, stream: bool,
