@@ -5,16 +5,15 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp
 
 from gatewayz import __version__
-from gatewayz.api.asgi import Receive, Scope, Send
+from gatewayz.api.asgi import Endpoint, Receive, Scope, Send
 from gatewayz.api.chat import ChatCompletions
 from gatewayz.api.middleware import RequestIdMiddleware
 from gatewayz.billing.routes import router as credits_router
@@ -93,7 +92,7 @@ class Gateway:
     lifespan) goes through FastAPI. FastAPI's middleware stack costs more per request than the whole
     auth + credit path, so the hot routes skip it; the request-id middleware wraps both."""
 
-    def __init__(self, api: FastAPI, hot: dict[tuple[str, str], ASGIApp]) -> None:
+    def __init__(self, api: FastAPI, hot: Mapping[tuple[str, str], Endpoint]) -> None:
         self.api = api
         self.state = api.state
         self._hot = hot

@@ -75,7 +75,8 @@ class ChatCompletions:
         ctx.usage = usage
         cost = settle(ctx, self.c.credits)
         data["model"] = ctx.entry.id
-        reported = data.get("usage") if isinstance(data.get("usage"), dict) else _usage_dict(usage)
+        upstream_usage = data.get("usage")
+        reported: dict[str, Any] = upstream_usage if isinstance(upstream_usage, dict) else _usage_dict(usage)
         reported["cost"] = nanos_to_json(cost)
         data["usage"] = reported
         await send_bytes(send, 200, orjson.dumps(data), JSON, _meta_headers(ctx))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,7 +25,7 @@ class KeyRecord:
     user_active: bool = True
 
 
-def _record(row: sa.Row) -> KeyRecord:
+def _record(row: sa.Row[*tuple[Any, ...]]) -> KeyRecord:
     m = row._mapping
     return KeyRecord(id=m["id"], user_id=m["user_id"], name=m["name"], last4=m["last4"],
                      is_active=m["is_active"], expires_at=m["expires_at"], created_at=m["created_at"],

@@ -34,13 +34,3 @@ def create_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
-
-
-def dialect_insert(engine_or_conn: Any, table: sa.Table) -> Any:
-    """INSERT with the dialect's ON CONFLICT support (SQLite and PostgreSQL share the syntax)."""
-    name = engine_or_conn.dialect.name
-    if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +29,7 @@ class User:
     created_at: datetime
 
 
-def _user(row: sa.Row) -> User:
+def _user(row: sa.Row[*tuple[Any, ...]]) -> User:
     m = row._mapping
     return User(id=m["id"], email=m["email"], role=m["role"], is_active=m["is_active"],
                 balance_nanos=m["balance_nanos"], created_at=m["created_at"])
