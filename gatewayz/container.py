@@ -12,12 +12,14 @@ from gatewayz.billing.store import LedgerStore
 from gatewayz.billing.writer import SettlementWriter
 from gatewayz.catalog.service import Catalog
 from gatewayz.keys.crypto import KeyCipher, load_or_create_master_key
+from gatewayz.keys.revocations import RevocationBus
 from gatewayz.keys.service import KeyService
 from gatewayz.keys.store import KeyStore
 from gatewayz.providers.engine import Engine
 from gatewayz.providers.spec import ProviderSpec, spec_from_config
 from gatewayz.settings import Settings
 from gatewayz.storage.db import create_engine
+from gatewayz.storage.redis import connect as connect_redis
 from gatewayz.users.store import UserStore
 
 log = logging.getLogger("gatewayz")
@@ -40,7 +42,9 @@ class Container:
             log.warning("generated an encryption key in %s; back it up, or set GATEWAYZ_ENCRYPTION_KEY",
                         settings.data_dir / "secret.key")
         self.cipher = KeyCipher(master)
-        self.keys = KeyService(KeyStore(self.db), self.cipher, settings.admin_key)
+        self.redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        self.revocations = RevocationBus(self.redis, local_only=settings.workers == 1)
+        self.keys = KeyService(KeyStore(self.db), self.cipher, settings.admin_key, self.revocations)
         self.users = UserStore(self.db)
         self.ledger = LedgerStore(self.db)
         self.writer = SettlementWriter(self.ledger, settings.credits.settle_flush_ms)
@@ -57,10 +61,14 @@ class Container:
         self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                            skip_auto_headers=("User-Agent",))
         self.engine = Engine(self._http)
+        self.keys.start()
 
     async def stop(self) -> None:
         """Drain pending settlements first, then close the connections."""
         await self.writer.close()
+        await self.revocations.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         if self._http is not None:
             await self._http.close()
         await self.db.dispose()

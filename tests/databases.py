@@ -61,3 +61,20 @@ class DatabaseFactory:
                 asyncio.run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             except Exception:  # noqa: BLE001, S110 - best effort: a leftover test database is harmless
                 pass
+
+
+REDIS_URL = os.environ.get("GATEWAYZ_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def require_redis() -> str:
+    """The test Redis URL; skips (or fails under CI=true) when Redis is not reachable."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except (redis.RedisError, OSError) as exc:
+        reason = f"Redis at {REDIS_URL} is not reachable ({type(exc).__name__})"
+        if IN_CI:
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+    return REDIS_URL

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from gatewayz import __version__
 from gatewayz.api.deps import ContainerDep
+from gatewayz.storage.redis import check as check_redis
 
 router = APIRouter(tags=["health"])
 _QUICK = b'{"status":"ok"}'
@@ -31,14 +32,15 @@ async def _database(c: Any) -> dict[str, Any]:
 @router.get("/health")
 async def health(c: ContainerDep) -> dict[str, Any]:
     db = await _database(c)
+    redis = await check_redis(c.redis)
     checks = {
         "database": db,
-        "redis": {"status": "not_configured"} if not c.settings.redis_url else {"status": "configured"},
+        "redis": redis,
         "providers": {"status": "ok" if c.providers else "none_configured", "configured": len(c.providers),
                       "models": len(c.catalog.entries)},
         "settlements": {"status": "ok" if c.writer.failures == 0 else "degraded", "write_failures": c.writer.failures},
     }
-    degraded = db["status"] != "ok" or c.writer.failures > 0
+    degraded = db["status"] != "ok" or redis["status"] == "down" or c.writer.failures > 0
     return {"status": "degraded" if degraded else "ok", "version": __version__,
             "timestamp": datetime.now(UTC).isoformat(), "checks": checks}
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from gatewayz.errors import AuthenticationFailed, NotFound
 from gatewayz.keys.crypto import KeyCipher, generate_api_key, looks_like_api_key
+from gatewayz.keys.revocations import RevocationBus
 from gatewayz.keys.store import KeyRecord, KeyStore
 
 ADMIN_ROLE = "admin"
@@ -76,13 +77,16 @@ class _TTLCache:
 
 class KeyService:
     CACHE_TTL_S = 300.0
+    SHORT_TTL_S = 2.0     # while revocations cannot reach every worker at once
     CACHE_SIZE = 512
     NEGATIVE_TTL_S = 30.0
 
-    def __init__(self, store: KeyStore, cipher: KeyCipher, admin_key: str | None) -> None:
+    def __init__(self, store: KeyStore, cipher: KeyCipher, admin_key: str | None,
+                 revocations: RevocationBus | None = None) -> None:
         self._store = store
         self._cipher = cipher
         self._admin_key = admin_key
+        self._revocations = revocations or RevocationBus(None, local_only=True)
         self._cache = _TTLCache(self.CACHE_SIZE, self.CACHE_TTL_S)
         # Unknown keys are remembered briefly so a flood of bad keys does not become a flood of queries.
         self._unknown = _TTLCache(4096, self.NEGATIVE_TTL_S)
@@ -103,7 +107,8 @@ class KeyService:
             if principal is None:
                 self._unknown.put(api_key, None, now)
             else:
-                self._cache.put(api_key, principal, now)
+                ttl = self.CACHE_TTL_S if self._revocations.reliable else self.SHORT_TTL_S
+                self._cache.put(api_key, principal, now, ttl)
         if principal is None:
             raise AuthenticationFailed("Invalid API key.")
         if principal.expires_at is not None and principal.expires_at <= time.time():
@@ -134,8 +139,17 @@ class KeyService:
     async def delete(self, user_id: int, key_id: int) -> None:
         if await self._store.deactivate(user_id, key_id) is None:
             raise NotFound(f"No API key {key_id} for this user.", code="api_key_not_found")
-        self._cache.evict(key_id)
+        await self._revocations.publish(key_id)
 
-    def forget_all(self) -> None:
-        """Drop every cached verification (a user was deactivated or changed role)."""
-        self._cache.clear()
+    def start(self) -> None:
+        self._revocations.start(self._revoked)
+
+    def _revoked(self, key_id: int | None) -> None:
+        if key_id is None:
+            self._cache.clear()
+        else:
+            self._cache.evict(key_id)
+
+    async def forget_all(self) -> None:
+        """Drop every cached verification everywhere (a user was deactivated or changed role)."""
+        await self._revocations.publish(None)
