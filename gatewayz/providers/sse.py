@@ -21,7 +21,10 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         buf = self._buf + chunk if self._buf else chunk
+        carry = b""
         if b"\r" in buf:
+            if buf.endswith(b"\r"):  # maybe half of a CRLF split across reads
+                buf, carry = buf[:-1], b"\r"
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         out: list[bytes] = []
         start = 0
@@ -33,7 +36,7 @@ class SSEParser:
             if data is not None:
                 out.append(data)
             start = end + 2
-        self._buf = buf[start:]
+        self._buf = buf[start:] + carry
         return out
 
     def tail(self) -> bytes:
