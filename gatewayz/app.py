@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gatewayz import __version__
-from gatewayz.api.asgi import Endpoint, Receive, Scope, Send
+from gatewayz.api.asgi import Endpoint, Receive, Scope, Send, send_error
 from gatewayz.api.chat import ChatCompletions
 from gatewayz.api.middleware import RequestIdMiddleware
 from gatewayz.billing.routes import router as credits_router
@@ -78,7 +78,9 @@ def create_app(settings: Settings) -> Gateway:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404 and message == "Not Found":
             message = "No such route."
-        return _error_response(status_error(exc.status_code, message))
+        err = status_error(exc.status_code, message)
+        err.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return _error_response(err)
 
     for router in (health_router, models_router, users_router, credits_router):
         app.include_router(router)
@@ -96,6 +98,9 @@ class Gateway:
         self.api = api
         self.state = api.state
         self._hot = hot
+        self._hot_paths: dict[str, str] = {}
+        for method, path in hot:
+            self._hot_paths[path] = ", ".join(filter(None, [self._hot_paths.get(path), method]))
         self._entry = RequestIdMiddleware(self._route)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,6 +108,12 @@ class Gateway:
             endpoint = self._hot.get((scope["method"], scope["path"]))
             if endpoint is not None:
                 await endpoint(scope, receive, send)
+                return
+            allowed = self._hot_paths.get(scope["path"])
+            if allowed is not None:
+                err = status_error(405, "Method Not Allowed")
+                err.headers["allow"] = allowed
+                await send_error(send, err)
                 return
         await self.api(scope, receive, send)
 

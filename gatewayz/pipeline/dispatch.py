@@ -61,6 +61,7 @@ async def dispatch(ctx: RequestContext, engine: Engine, providers: dict[str, Pro
                                             (time.perf_counter() - t0) * 1000))
                 ctx.provider = spec.name
                 raise UpstreamResponse(reply.status, reply.body, reply.content_type, {"x-gateway-provider": spec.name})
+            ctx.attempts.append(Attempt(spec.name, 200, "ok", (time.perf_counter() - t0) * 1000))
             ctx.provider, ctx.upstream_model = spec.name, route.upstream_model
             return reply
     raise _exhausted(ctx, retry_hint)
