@@ -22,8 +22,9 @@ def nanos_to_usd(nanos: int) -> Decimal:
 
 
 def nanos_to_json(nanos: int) -> float:
-    """For JSON bodies: the float nearest to the exact amount (exact values stay in the ledger)."""
-    return float(nanos_to_usd(nanos))
+    """For JSON bodies: the float nearest to the exact amount (exact values stay in the ledger). Both
+    operands are exact doubles below 2**53, and IEEE division rounds correctly."""
+    return nanos / NANOS_PER_USD
 
 
 def per_million_to_picos(price_per_million_usd: Decimal) -> int:
