@@ -66,6 +66,7 @@ class Container:
     async def stop(self) -> None:
         """Drain pending settlements first, then close the connections."""
         await self.writer.close()
+        self.ledger.close()
         await self.revocations.close()
         if self.redis is not None:
             await self.redis.aclose()

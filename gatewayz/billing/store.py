@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gatewayz.storage.db import create_sync_engine
 from gatewayz.storage.schema import credit_holds, credit_transactions, usage_records, users
 
 USAGE = "api_usage"
@@ -38,9 +44,24 @@ class NegativeBalance(Exception):
     pass
 
 
+@dataclass(slots=True)
+class _SqliteWriter:
+    engine: Engine
+    executor: ThreadPoolExecutor
+
+
 class LedgerStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._sqlite: _SqliteWriter | None = None
+        if engine.dialect.name == "sqlite":
+            self._sqlite = _SqliteWriter(create_sync_engine(engine.url),
+                                         ThreadPoolExecutor(1, thread_name_prefix="gatewayz-settle"))
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.executor.shutdown(wait=True)
+            self._sqlite.engine.dispose()
 
     async def balance(self, user_id: int) -> int | None:
         async with self._engine.connect() as conn:
@@ -88,57 +109,16 @@ class LedgerStore:
     async def apply(self, items: list[Settlement]) -> list[int]:
         """Write a batch of settlements in one transaction; returns the nanos actually charged per item.
 
-        Fast path: one UPDATE per user and two multi-row INSERTs. If the batch collides with an existing
-        row (a request id already settled), it is redone one item at a time, skipping the duplicates."""
-        try:
-            async with self._engine.begin() as conn:
-                return await self._apply_batch(conn, items)
-        except IntegrityError:
-            charged = []
-            for item in items:
-                try:
-                    async with self._engine.begin() as conn:
-                        charged.extend(await self._apply_batch(conn, [item]))
-                except IntegrityError:
-                    charged.append(0)  # already settled once: never twice
-            return charged
+        One UPDATE per user and two multi-row INSERTs. If the batch collides with an existing row (a request
+        id already settled), it is redone one item at a time, skipping the duplicates. On SQLite the whole
+        batch runs in one call to a dedicated thread with its own connection: through the async driver each
+        statement is a thread round trip, which costs more CPU than the writes themselves."""
+        if self._sqlite is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._sqlite.executor, _apply_with_retry, self._sqlite.engine, items)
 
-    async def _apply_batch(self, conn: AsyncConnection, items: list[Settlement]) -> list[int]:
-        now = _now()
-        per_user: dict[int, list[int]] = defaultdict(list)
-        for i, item in enumerate(items):
-            if item.cost_nanos > 0:
-                per_user[item.user_id].append(i)
-        charged = [0] * len(items)
-        ledger_rows = []
-        for user_id, idxs in per_user.items():
-            # A no-op UPDATE takes the row's write lock first (PostgreSQL row lock, SQLite write lock), so
-            # the read and the write below cannot interleave with another writer.
-            row = (await conn.execute(users.update().where(users.c.id == user_id)
-                                      .values(balance_nanos=users.c.balance_nanos)
-                                      .returning(users.c.balance_nanos, users.c.held_nanos))).first()
-            if row is None:
-                continue
-            balance, held = int(row[0]), int(row[1])
-            for i in idxs:
-                it = items[i]
-                # Never below zero, never into other requests' holds: usage beyond the hold is capped.
-                charged[i] = min(it.cost_nanos, max(balance - held, 0))
-                balance -= charged[i]
-                ledger_rows.append({"user_id": user_id, "type": USAGE, "amount_nanos": -charged[i],
-                                    "balance_after_nanos": balance, "request_id": it.request_id,
-                                    "model": it.model, "prompt_tokens": it.prompt_tokens,
-                                    "completion_tokens": it.completion_tokens, "description": None,
-                                    "actor": None, "created_at": now})
-            await conn.execute(users.update().where(users.c.id == user_id).values(balance_nanos=balance))
-        if ledger_rows:
-            await conn.execute(credit_transactions.insert(), ledger_rows)
-        usage_rows = [dict(item.usage, user_id=item.user_id, request_id=item.request_id,
-                           cost_nanos=charged[i], created_at=item.usage.get("created_at", now))
-                      for i, item in enumerate(items) if item.usage]
-        if usage_rows:
-            await conn.execute(usage_records.insert(), usage_rows)
-        return charged
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(lambda sync_conn: _apply_with_retry(sync_conn, items))
 
     # -- holds for the database credit authority (several workers sharing one database) --
 
@@ -165,7 +145,7 @@ class LedgerStore:
         try:
             async with self._engine.begin() as conn:
                 await _drop_hold(conn, item.user_id, item.request_id)
-                return (await self._apply_batch(conn, [item]))[0]
+                return (await conn.run_sync(lambda c: _apply_batch(c, [item])))[0]
         except IntegrityError:
             await self.release(item.user_id, item.request_id)
             return 0
@@ -188,6 +168,68 @@ class LedgerStore:
             rows = await conn.execute(sa.select(t).where(t.c.user_id == user_id)
                                       .order_by(t.c.id.desc()).limit(limit).offset(offset))
             return [dict(r._mapping) for r in rows], int(total)
+
+
+def _apply_with_retry(target: Engine | Connection, items: list[Settlement]) -> list[int]:
+    """Run in a worker thread (SQLite) or through run_sync (PostgreSQL): plain synchronous SQLAlchemy."""
+    try:
+        with _begin(target) as conn:
+            return _apply_batch(conn, items)
+    except IntegrityError:
+        charged = []
+        for item in items:
+            try:
+                with _begin(target) as conn:
+                    charged.extend(_apply_batch(conn, [item]))
+            except IntegrityError:
+                charged.append(0)  # already settled once: never twice
+        return charged
+
+
+@contextlib.contextmanager
+def _begin(target: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(target, Engine):
+        with target.begin() as conn:
+            yield conn
+    else:
+        with target.begin():
+            yield target
+
+
+def _apply_batch(conn: Connection, items: list[Settlement]) -> list[int]:
+    now = _now()
+    per_user: dict[int, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        if item.cost_nanos > 0:
+            per_user[item.user_id].append(i)
+    charged = [0] * len(items)
+    ledger_rows = []
+    for user_id, idxs in per_user.items():
+        # A no-op UPDATE takes the row's write lock first (PostgreSQL row lock, SQLite write lock), so the
+        # read and the write below cannot interleave with another writer.
+        row = conn.execute(users.update().where(users.c.id == user_id).values(balance_nanos=users.c.balance_nanos)
+                           .returning(users.c.balance_nanos, users.c.held_nanos)).first()
+        if row is None:
+            continue
+        balance, held = int(row[0]), int(row[1])
+        for i in idxs:
+            it = items[i]
+            # Never below zero, never into other requests' holds: usage beyond the hold is capped.
+            charged[i] = min(it.cost_nanos, max(balance - held, 0))
+            balance -= charged[i]
+            ledger_rows.append({"user_id": user_id, "type": USAGE, "amount_nanos": -charged[i],
+                                "balance_after_nanos": balance, "request_id": it.request_id, "model": it.model,
+                                "prompt_tokens": it.prompt_tokens, "completion_tokens": it.completion_tokens,
+                                "description": None, "actor": None, "created_at": now})
+        conn.execute(users.update().where(users.c.id == user_id).values(balance_nanos=balance))
+    if ledger_rows:
+        conn.execute(credit_transactions.insert(), ledger_rows)
+    usage_rows = [dict(item.usage, user_id=item.user_id, request_id=item.request_id, cost_nanos=charged[i],
+                       created_at=item.usage.get("created_at", now))
+                  for i, item in enumerate(items) if item.usage]
+    if usage_rows:
+        conn.execute(usage_records.insert(), usage_rows)
+    return charged
 
 
 async def _drop_hold(conn: AsyncConnection, user_id: int, request_id: str) -> None:
