@@ -21,6 +21,7 @@ from gatewayz.catalog.routes import router as models_router
 from gatewayz.container import Container
 from gatewayz.errors import GatewayError, InvalidRequest, status_error
 from gatewayz.health.routes import router as health_router
+from gatewayz.routing.routes import router as routing_router
 from gatewayz.settings import Settings, load_settings
 from gatewayz.users.routes import router as users_router
 
@@ -82,7 +83,7 @@ def create_app(settings: Settings) -> Gateway:
         err.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return _error_response(err)
 
-    for router in (health_router, models_router, users_router, credits_router):
+    for router in (health_router, models_router, users_router, credits_router, routing_router):
         app.include_router(router)
     chat = ChatCompletions(container)
     hot = {("POST", "/v1/chat/completions"): chat, ("POST", "/chat/completions"): chat}

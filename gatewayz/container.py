@@ -15,8 +15,13 @@ from gatewayz.keys.crypto import KeyCipher, load_or_create_master_key
 from gatewayz.keys.revocations import RevocationBus
 from gatewayz.keys.service import KeyService
 from gatewayz.keys.store import KeyStore
+from gatewayz.pipeline.dispatch import Dispatcher
 from gatewayz.providers.engine import Engine
 from gatewayz.providers.spec import ProviderSpec, spec_from_config
+from gatewayz.routing.breaker import BreakerPolicy
+from gatewayz.routing.breaker_store import MemoryBreakers, RedisBreakers
+from gatewayz.routing.planner import Planner
+from gatewayz.routing.stats import ProviderStats
 from gatewayz.settings import Settings
 from gatewayz.storage.db import create_engine
 from gatewayz.storage.redis import connect as connect_redis
@@ -53,21 +58,32 @@ class Container:
         self.catalog = Catalog(settings.models)
         self.providers: dict[str, ProviderSpec] = {p.name: spec_from_config(p) for p in settings.providers}
         self.stats = Stats()
+        r = settings.routing
+        policy = BreakerPolicy(r.breaker.failure_threshold, r.breaker.cooldown_s, r.breaker.half_open_successes)
+        self.breakers = RedisBreakers(policy, self.redis) if self.redis is not None else MemoryBreakers(policy)
+        self.provider_stats = ProviderStats(r.ewma_alpha)
+        self.planner = Planner(self.providers, self.breakers, self.provider_stats)
         self._http: aiohttp.ClientSession | None = None
         self.engine: Engine
+        self.dispatch: Dispatcher
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                            skip_auto_headers=("User-Agent",))
         self.engine = Engine(self._http)
+        self.dispatch = Dispatcher(self.engine, self.providers, self.breakers,
+                                   self.settings.routing.retry_429_max_wait_s)
         self.keys.start()
+        if isinstance(self.breakers, RedisBreakers):
+            self.breakers.start()
 
     async def stop(self) -> None:
         """Drain pending settlements first, then close the connections."""
         await self.writer.close()
         self.ledger.close()
         await self.revocations.close()
+        await self.breakers.close()
         if self.redis is not None:
             await self.redis.aclose()
         if self._http is not None:

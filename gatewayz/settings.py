@@ -26,6 +26,8 @@ class _Strict(BaseModel):
 
 class ProviderConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    # Request parameters this upstream does not accept; `provider.require_parameters` skips it for them.
+    unsupported_params: list[str] = Field(default_factory=list)
     type: Literal["openai"] = "openai"
     base_url: str
     api_key: str | None = None
@@ -65,6 +67,10 @@ class Pricing(_Strict):
 class ModelRoute(_Strict):
     provider: str
     model: str = Field(min_length=1, max_length=200)
+    # Share of first attempts when the model routes by weight (e.g. 70 and 30).
+    weight: float | None = Field(default=None, gt=0)
+    # What the user pays when this provider serves the model; the model's pricing otherwise.
+    pricing: Pricing | None = None
 
 
 class ModelConfig(_Strict):
@@ -74,6 +80,9 @@ class ModelConfig(_Strict):
     free: bool = False
     context_length: int = Field(default=8192, ge=1, le=100_000_000)
     max_output_tokens: int | None = Field(default=None, ge=1)
+    # How the first provider is chosen: the listed order, the lowest live latency, the lowest price,
+    # or at random by `weight`. Failover then follows the rest of the list.
+    routing: Literal["ordered", "latency", "price", "throughput", "weighted"] | None = None
     providers: list[ModelRoute] = Field(min_length=1)
 
     @field_validator("id")
@@ -89,6 +98,23 @@ class ModelConfig(_Strict):
         if p is not None and p.input == 0 and p.output == 0 and not self.free:
             raise ValueError("pricing is zero for input and output: set `free: true` to serve it at no charge")
         return self
+
+
+class BreakerConfig(_Strict):
+    """One documented default everywhere: 5 consecutive failures open a breaker for 60 s; then one
+    successful trial request closes it (a failed one reopens it for another 60 s)."""
+
+    failure_threshold: int = Field(default=5, ge=1, le=1000)
+    cooldown_s: float = Field(default=60.0, gt=0, le=86400)
+    half_open_successes: int = Field(default=1, ge=1, le=100)
+
+
+class RoutingConfig(_Strict):
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    # An upstream 429 that asks to wait at most this long is retried on the same provider once.
+    retry_429_max_wait_s: float = Field(default=2.0, ge=0, le=60)
+    # Weight of the newest sample in the latency and throughput averages (EWMA).
+    ewma_alpha: float = Field(default=0.2, gt=0, le=1)
 
 
 class CreditsConfig(_Strict):
@@ -112,6 +138,7 @@ class Settings(_Strict):
     request_deadline_s: float = Field(default=600.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     credits: CreditsConfig = Field(default_factory=CreditsConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
 

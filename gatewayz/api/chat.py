@@ -14,10 +14,10 @@ from gatewayz.billing.money import nanos_to_json
 from gatewayz.errors import GatewayError, UpstreamResponse
 from gatewayz.pipeline.authenticate import authenticate
 from gatewayz.pipeline.context import RequestContext, Usage
-from gatewayz.pipeline.dispatch import dispatch
 from gatewayz.pipeline.parse import parse_chat
+from gatewayz.pipeline.plan import plan
 from gatewayz.pipeline.reserve import reserve
-from gatewayz.pipeline.settle import estimate_usage, settle, usage_from_openai
+from gatewayz.pipeline.settle import estimate_usage, finish, usage_from_openai
 from gatewayz.providers.engine import JsonReply, StreamReply
 from gatewayz.providers.sse import DONE, DONE_EVENT, json_event
 
@@ -46,13 +46,13 @@ class ChatCompletions:
             ctx.raw = await read_body(receive, c.settings.max_body_bytes)
             await authenticate(ctx, dict(scope["headers"]), c.keys)
             parse_chat(ctx)
-            ctx.entry = c.catalog.resolve(ctx.requested_model)
+            plan(ctx, c, scope)
             await reserve(ctx, c.credits, c.ledger)
             try:
-                reply = await dispatch(ctx, c.engine, c.providers, ctx.started + c.settings.request_deadline_s)
+                reply = await c.dispatch(ctx, ctx.started + c.settings.request_deadline_s)
             except (GatewayError, UpstreamResponse) as exc:
                 ctx.status, ctx.error_code = exc.status, getattr(exc, "code", None) or "upstream_client_error"
-                settle(ctx, c.credits)  # releases the hold: a failed request costs nothing
+                finish(ctx, c.credits, c.provider_stats)  # releases the hold: a failed request costs nothing
                 raise
         except GatewayError as exc:
             await send_error(send, exc)
@@ -73,7 +73,7 @@ class ChatCompletions:
             usage = estimate_usage(ctx, _content_chars(data))
             log.warning("provider %s sent no usage for %s; billing an estimate", ctx.provider, ctx.request_id)
         ctx.usage = usage
-        cost = settle(ctx, self.c.credits)
+        cost = finish(ctx, self.c.credits, self.c.provider_stats)
         data["model"] = ctx.entry.id
         upstream_usage = data.get("usage")
         reported: dict[str, Any] = upstream_usage if isinstance(upstream_usage, dict) else _usage_dict(usage)
@@ -190,7 +190,7 @@ class _Relay:
                 usage = estimate_usage(ctx, self.chars)
                 log.warning("provider %s streamed no usage for %s; billing an estimate", ctx.provider, ctx.request_id)
             ctx.usage = usage
-            cost = settle(ctx, self.c.credits)
+            cost = finish(ctx, self.c.credits, self.c.provider_stats)
             tail = b""
             if ctx.include_usage:
                 reported = dict(self.usage_raw) if self.usage_raw and not usage.estimated else _usage_dict(usage)
@@ -203,7 +203,7 @@ class _Relay:
         ctx.usage = estimate_usage(ctx, self.chars)
         ctx.error_code = "upstream_stream_interrupted"
         ctx.status = 502
-        settle(ctx, self.c.credits)
+        finish(ctx, self.c.credits, self.c.provider_stats)
         message = "The upstream provider's stream ended before completion."
         if failure == "error_event" and isinstance(self.upstream_error, dict):
             detail = str(self.upstream_error.get("message", ""))[:400]

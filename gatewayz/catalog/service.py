@@ -17,6 +17,23 @@ log = logging.getLogger("gatewayz.catalog")
 class Route:
     provider: str
     upstream_model: str
+    input_picos: int = 0       # what the user pays per token when this provider serves the model
+    output_picos: int = 0
+    weight: float | None = None
+
+    @property
+    def unit_price(self) -> int:
+        return self.input_picos + self.output_picos
+
+
+# OpenRouter-style variants that pick a different provider order for the same model. (`:free` is a model
+# of its own: define `id: x:free` with `free: true` in the config.)
+VARIANT_SORT = {"nitro": "throughput", "floor": "price"}
+
+
+def variant_sort(name: str) -> str | None:
+    _, sep, variant = name.rpartition(":")
+    return VARIANT_SORT.get(variant) if sep else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +48,7 @@ class CatalogEntry:
     max_output_tokens: int
     routes: tuple[Route, ...]
     free: bool = False
+    routing: str = "ordered"
 
 
 class Catalog:
@@ -44,12 +62,17 @@ class Catalog:
                 log.warning("model %s has no pricing and will not be served", m.id)
                 self.unpriced.update([m.id, *m.aliases])
                 continue
+            routes = tuple(Route(r.provider, r.model,
+                                 per_million_to_picos((r.pricing or m.pricing).input),
+                                 per_million_to_picos((r.pricing or m.pricing).output), r.weight)
+                           for r in m.providers)
+            weighted = any(r.weight for r in m.providers)
             entry = CatalogEntry(
                 id=m.id, aliases=tuple(m.aliases), input_per_million=m.pricing.input,
                 output_per_million=m.pricing.output, input_picos=per_million_to_picos(m.pricing.input),
                 output_picos=per_million_to_picos(m.pricing.output), context_length=m.context_length,
                 max_output_tokens=min(m.max_output_tokens or m.context_length, m.context_length),
-                routes=tuple(Route(r.provider, r.model) for r in m.providers), free=m.free)
+                routes=routes, free=m.free, routing=m.routing or ("weighted" if weighted else "ordered"))
             self.entries.append(entry)
             for name in (m.id, *m.aliases):
                 self._by_name[name] = entry
@@ -58,6 +81,9 @@ class Catalog:
         entry = self._by_name.get(name)
         if entry is not None:
             return entry
+        base, _, variant = name.rpartition(":")
+        if variant in VARIANT_SORT and base in self._by_name:
+            return self._by_name[base]
         if name in self.unpriced:
             raise ModelNotFound(f"The model {name!r} has no price configured, so it is not served.",
                                 param="model", code="model_not_found")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayz.billing.credits import Hold
-from gatewayz.catalog.service import CatalogEntry
+from gatewayz.catalog.service import CatalogEntry, Route
 from gatewayz.keys.service import Principal
 
 
@@ -38,7 +38,10 @@ class RequestContext:
     raw: bytes = b""
     body: dict[str, Any] = field(default_factory=dict)
     requested_model: str = ""
-    entry: CatalogEntry | None = None
+    entry: CatalogEntry | None = None        # the model being served (a fallback model once one serves)
+    route: Route | None = None               # the provider that served it, with its prices
+    candidates: list[Any] = field(default_factory=list)  # routing.planner.Candidate, in order
+    session: str | None = None               # sticky routing key, when the client gives one
     stream: bool = False
     include_usage: bool = False
     hold: Hold | None = None
@@ -52,6 +55,7 @@ class RequestContext:
     error_code: str | None = None
     ttft_ms: float | None = None
     settled: bool = False
+    observed: bool = False
 
     def overhead_ms(self) -> float:
         return max((time.perf_counter() - self.started - self.upstream_s) * 1000, 0.0)

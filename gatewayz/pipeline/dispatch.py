@@ -1,8 +1,9 @@
-"""Stage: send the request to the model's providers in order until one answers.
+"""Stage: send the request to its candidates in order until one answers.
 
-Fails over on connection errors, timeouts, 401/402/403/404/408, 429 (after one short retry when the
-upstream says how long to wait) and 5xx. A client error such as 400 goes back unchanged, with no failover.
-A provider is never tried twice for one request (bar that one 429 retry)."""
+Fails over on connection errors, timeouts, 401/402/403/404/408, 429 (after one retry on the same provider
+when it asks to wait only briefly) and 5xx. A client error such as 400 goes back unchanged, with no
+failover. A provider is never tried twice for one request (bar that one 429 retry). Each outcome feeds
+the circuit breakers."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from gatewayz.errors import RateLimited, UpstreamFailed, UpstreamResponse, Upstr
 from gatewayz.pipeline.context import Attempt, RequestContext
 from gatewayz.providers.engine import AttemptFailed, ClientError, Engine, JsonReply, StreamReply, sleep_within
 from gatewayz.providers.spec import ProviderSpec
-
-MAX_429_WAIT_S = 2.0
+from gatewayz.routing.breaker_store import MemoryBreakers
+from gatewayz.routing.planner import GATEWAY_FIELDS
 
 
 def upstream_payload(body: dict[str, Any], upstream_model: str, stream: bool) -> bytes:
-    out = dict(body)
+    out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
     out["model"] = upstream_model
     if stream:
         # Always ask for usage: billing needs it even when the client did not ask to see it.
@@ -30,41 +31,58 @@ def upstream_payload(body: dict[str, Any], upstream_model: str, stream: bool) ->
     return orjson.dumps(out)
 
 
-async def dispatch(ctx: RequestContext, engine: Engine, providers: dict[str, ProviderSpec],
-                   deadline: float) -> JsonReply | StreamReply:
-    assert ctx.entry is not None
-    retry_hint: float | None = None
-    for route in ctx.entry.routes:
-        spec = providers[route.provider]
-        payload = upstream_payload(ctx.body, route.upstream_model, ctx.stream)
-        for attempt_no in (1, 2):
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                ctx.attempts.append(Attempt(spec.name, None, "deadline", 0.0))
-                raise _exhausted(ctx, retry_hint)
-            t0 = time.perf_counter()
-            try:
-                reply = await engine.chat(spec, payload, ctx.stream, remaining)
-            except AttemptFailed as exc:
-                ctx.upstream_s += time.perf_counter() - t0
-                ctx.attempts.append(Attempt(spec.name, exc.status, exc.kind, (time.perf_counter() - t0) * 1000))
-                if exc.status == 429:
-                    wait = exc.retry_after_s
-                    retry_hint = wait if retry_hint is None or (wait or 0) < retry_hint else retry_hint
-                    if attempt_no == 1 and wait is not None and wait <= MAX_429_WAIT_S \
-                            and await sleep_within(wait, deadline):
-                        continue
-                break
-            ctx.upstream_s += time.perf_counter() - t0
-            if isinstance(reply, ClientError):
-                ctx.attempts.append(Attempt(spec.name, reply.status, f"http_{reply.status}",
-                                            (time.perf_counter() - t0) * 1000))
-                ctx.provider = spec.name
-                raise UpstreamResponse(reply.status, reply.body, reply.content_type, {"x-gateway-provider": spec.name})
-            ctx.attempts.append(Attempt(spec.name, 200, "ok", (time.perf_counter() - t0) * 1000))
-            ctx.provider, ctx.upstream_model = spec.name, route.upstream_model
-            return reply
-    raise _exhausted(ctx, retry_hint)
+class Dispatcher:
+    def __init__(self, engine: Engine, providers: dict[str, ProviderSpec], breakers: MemoryBreakers,
+                 max_429_wait_s: float) -> None:
+        self._engine = engine
+        self._providers = providers
+        self._breakers = breakers
+        self._max_429_wait = max_429_wait_s
+
+    async def __call__(self, ctx: RequestContext, deadline: float) -> JsonReply | StreamReply:
+        retry_hint: float | None = None
+        tried: set[tuple[str, str]] = set()
+        for cand in ctx.candidates:
+            route = cand.route
+            if (route.provider, route.upstream_model) in tried:
+                continue
+            tried.add((route.provider, route.upstream_model))
+            spec = self._providers[route.provider]
+            payload = upstream_payload(ctx.body, route.upstream_model, ctx.stream)
+            for attempt_no in (1, 2):
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    ctx.attempts.append(Attempt(spec.name, None, "deadline", 0.0))
+                    raise _exhausted(ctx, retry_hint)
+                t0 = time.perf_counter()
+                try:
+                    reply = await self._engine.chat(spec, payload, ctx.stream, remaining)
+                except AttemptFailed as exc:
+                    elapsed = time.perf_counter() - t0
+                    ctx.upstream_s += elapsed
+                    ctx.attempts.append(Attempt(spec.name, exc.status, exc.kind, elapsed * 1000))
+                    if exc.status == 429:
+                        wait = exc.retry_after_s
+                        retry_hint = wait if retry_hint is None or (wait or 0) < retry_hint else retry_hint
+                        if attempt_no == 1 and wait is not None and wait <= self._max_429_wait \
+                                and await sleep_within(wait, deadline):
+                            continue
+                    else:
+                        self._breakers.report(spec.name, route.upstream_model, "failure", model_only=exc.status == 404)
+                    break
+                elapsed = time.perf_counter() - t0
+                ctx.upstream_s += elapsed
+                if isinstance(reply, ClientError):
+                    ctx.attempts.append(Attempt(spec.name, reply.status, f"http_{reply.status}", elapsed * 1000))
+                    ctx.provider = spec.name
+                    raise UpstreamResponse(reply.status, reply.body, reply.content_type,
+                                           {"x-gateway-provider": spec.name})
+                ctx.attempts.append(Attempt(spec.name, 200, "ok", elapsed * 1000))
+                self._breakers.report(spec.name, route.upstream_model, "success")
+                ctx.entry, ctx.route = cand.entry, route
+                ctx.provider, ctx.upstream_model = spec.name, route.upstream_model
+                return reply
+        raise _exhausted(ctx, retry_hint)
 
 
 def _exhausted(ctx: RequestContext, retry_hint: float | None) -> Exception:

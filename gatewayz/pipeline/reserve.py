@@ -26,9 +26,19 @@ def max_output_tokens(ctx: RequestContext, entry: CatalogEntry) -> int:
     return per_choice * int(n)
 
 
-def hold_amount(ctx: RequestContext, entry: CatalogEntry) -> int:
+def hold_amount(ctx: RequestContext, entry: CatalogEntry, input_picos: int | None = None,
+                output_picos: int | None = None) -> int:
     return token_cost_nanos(max_prompt_tokens(ctx.raw, entry), max_output_tokens(ctx, entry),
-                            entry.input_picos, entry.output_picos)
+                            entry.input_picos if input_picos is None else input_picos,
+                            entry.output_picos if output_picos is None else output_picos)
+
+
+def worst_case(ctx: RequestContext) -> int:
+    """The hold covers whichever candidate (fallback model, provider price) ends up serving."""
+    if not ctx.candidates:
+        assert ctx.entry is not None
+        return hold_amount(ctx, ctx.entry)
+    return max(hold_amount(ctx, c.entry, c.route.input_picos, c.route.output_picos) for c in ctx.candidates)
 
 
 async def reserve(ctx: RequestContext, authority: CreditAuthority, ledger: LedgerStore) -> None:
@@ -36,4 +46,4 @@ async def reserve(ctx: RequestContext, authority: CreditAuthority, ledger: Ledge
     assert entry is not None and principal is not None and principal.user_id is not None
     if ctx.client_request_id and await ledger.charged(principal.user_id, ctx.request_id):
         raise duplicate(ctx.request_id)
-    ctx.hold = await authority.reserve(principal.user_id, ctx.request_id, hold_amount(ctx, entry))
+    ctx.hold = await authority.reserve(principal.user_id, ctx.request_id, worst_case(ctx))

@@ -9,6 +9,7 @@ from gatewayz.billing.credits import CreditAuthority
 from gatewayz.billing.money import token_cost_nanos
 from gatewayz.billing.store import Settlement
 from gatewayz.pipeline.context import RequestContext, Usage
+from gatewayz.routing.stats import ProviderStats
 
 
 def _int(value: Any) -> int:
@@ -30,6 +31,15 @@ def estimate_usage(ctx: RequestContext, delivered_chars: int) -> Usage:
     return Usage(prompt_tokens=-(-len(ctx.raw) // 4), completion_tokens=-(-delivered_chars // 4), estimated=True)
 
 
+def finish(ctx: RequestContext, authority: CreditAuthority, stats: ProviderStats) -> int:
+    """Settle, then record what the providers did; returns the nanos charged."""
+    cost = settle(ctx, authority)
+    if not ctx.observed:
+        ctx.observed = True
+        observe(ctx, stats)
+    return cost
+
+
 def settle(ctx: RequestContext, authority: CreditAuthority) -> int:
     """Charge for ctx.usage (nothing when it is None) and queue the usage record. Idempotent per context."""
     if ctx.settled or ctx.hold is None or ctx.entry is None or ctx.principal is None:
@@ -40,7 +50,9 @@ def settle(ctx: RequestContext, authority: CreditAuthority) -> int:
     entry = ctx.entry
     cost = 0
     if ctx.usage is not None:
-        cost = token_cost_nanos(usage.prompt_tokens, usage.completion_tokens, entry.input_picos, entry.output_picos)
+        price_in, price_out = (ctx.route.input_picos, ctx.route.output_picos) if ctx.route else \
+            (entry.input_picos, entry.output_picos)
+        cost = token_cost_nanos(usage.prompt_tokens, usage.completion_tokens, price_in, price_out)
     settlement = Settlement(user_id=ctx.hold.user_id, request_id=ctx.request_id, cost_nanos=cost, model=entry.id,
                             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                             usage=usage_row(ctx, usage))
@@ -57,3 +69,24 @@ def usage_row(ctx: RequestContext, usage: Usage) -> dict[str, Any]:
             "reasoning_tokens": usage.reasoning_tokens,
             "latency_ms": round((time.perf_counter() - ctx.started) * 1000, 3), "ttft_ms": ctx.ttft_ms,
             "attempts": len(ctx.attempts)}
+
+
+def _provider_fault(status: int | None, error: str) -> bool:
+    """A failure that says something about the provider (not the client's request, not a rate limit)."""
+    return status is None or status >= 500 or status in (401, 402, 403, 404, 408) or (status == 200 and error != "ok")
+
+
+def observe(ctx: RequestContext, stats: ProviderStats) -> None:
+    """Passive health: every attempt of this request feeds the provider statistics (after the response)."""
+    models = {c.route.provider: c.route.upstream_model for c in reversed(ctx.candidates)}
+    for a in ctx.attempts:
+        model = models.get(a.provider, "")
+        if a.error == "ok":
+            model = ctx.upstream_model or model
+            usage = ctx.usage
+            stats.record(a.provider, model, ok=ctx.status == 200,
+                         latency_ms=(time.perf_counter() - ctx.started) * 1000 if ctx.stream else a.elapsed_ms,
+                         ttft_ms=ctx.ttft_ms if ctx.stream else None,
+                         completion_tokens=usage.completion_tokens if usage else 0)
+        elif _provider_fault(a.status, a.error):
+            stats.record(a.provider, model, ok=False, latency_ms=a.elapsed_ms)

@@ -15,6 +15,7 @@ class ProviderSpec:
     headers: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 60.0
     connect_timeout_s: float = 10.0
+    unsupported_params: frozenset[str] = frozenset()
 
     @property
     def chat_url(self) -> str:
@@ -27,4 +28,5 @@ def spec_from_config(cfg: ProviderConfig) -> ProviderSpec:
         headers["authorization"] = f"Bearer {cfg.api_key}"
     headers.update({k.lower(): v for k, v in cfg.headers.items()})
     return ProviderSpec(name=cfg.name, wire=cfg.type, base_url=cfg.base_url, headers=headers,
-                        timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s)
+                        timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s,
+                        unsupported_params=frozenset(cfg.unsupported_params))

@@ -1,0 +1,27 @@
+"""Stage: resolve the model (aliases, variants, fallback `models`) and order the providers to try."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gatewayz.pipeline.context import RequestContext
+from gatewayz.routing.planner import fallback_models, parse_prefs
+
+if TYPE_CHECKING:
+    from gatewayz.container import Container
+
+
+def _session(ctx: RequestContext, scope: dict[str, Any] | Any) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-session-id":
+            return str(value.decode("latin-1"))[:256]
+    sid = ctx.body.get("session_id")
+    return sid[:256] if isinstance(sid, str) else None
+
+
+def plan(ctx: RequestContext, c: Container, scope: Any) -> None:
+    ctx.entry = c.catalog.resolve(ctx.requested_model)
+    prefs = parse_prefs(ctx.body)
+    fallbacks = fallback_models(ctx.body, c.catalog, ctx.entry)
+    ctx.session = _session(ctx, scope) if ctx.entry.routing == "weighted" else None
+    ctx.candidates = c.planner.plan(ctx.entry, ctx.requested_model, ctx.body, fallbacks, prefs, ctx.session)

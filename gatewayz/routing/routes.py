@@ -1,0 +1,82 @@
+"""Circuit breaker administration and provider/model health views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from gatewayz.api.deps import Admin, ContainerDep
+from gatewayz.container import Container
+from gatewayz.errors import NotFound
+
+router = APIRouter(tags=["routing"])
+
+
+def _provider(c: Container, name: str) -> dict[str, Any]:
+    if name not in c.providers:
+        raise NotFound(f"No provider named {name!r}.", code="provider_not_found")
+    b = c.breakers.get(name)
+    models = sorted({r.upstream_model for e in c.catalog.entries for r in e.routes if r.provider == name})
+    b["models"] = {m: c.breakers.get(f"{name}|{m}") for m in models}
+    b["provider"] = name
+    return b
+
+
+@router.get("/circuit-breakers")
+async def list_breakers(_: Admin, c: ContainerDep) -> dict[str, Any]:
+    p = c.breakers.policy
+    return {"policy": {"failure_threshold": p.failure_threshold, "cooldown_s": p.cooldown_s,
+                       "half_open_successes": p.half_open_successes},
+            "data": [_provider(c, name) for name in sorted(c.providers)],
+            "transitions": [{"key": k, "from": a, "to": b, "count": n}
+                            for (k, a, b), n in sorted(c.breakers.transitions.items())]}
+
+
+@router.get("/circuit-breakers/{provider}")
+async def get_breaker(provider: str, _: Admin, c: ContainerDep) -> dict[str, Any]:
+    return _provider(c, provider)
+
+
+@router.post("/circuit-breakers/reset-all")
+async def reset_all(_: Admin, c: ContainerDep) -> dict[str, Any]:
+    await c.breakers.reset(None)
+    return {"reset": "all"}
+
+
+@router.post("/circuit-breakers/{provider}/reset")
+async def reset_one(provider: str, _: Admin, c: ContainerDep) -> dict[str, Any]:
+    _provider(c, provider)
+    for key in [provider, *(k for k in c.breakers.keys() if k.startswith(provider + "|"))]:
+        await c.breakers.reset(key)
+    return {"reset": provider, "state": "closed"}
+
+
+@router.get("/health/providers")
+async def provider_health(_: Admin, c: ContainerDep) -> dict[str, Any]:
+    out = []
+    for name in sorted(c.providers):
+        s = c.provider_stats.get(name)
+        state = c.breakers.get(name)["state"]
+        score = c.provider_stats.health_score(name)
+        if state == "open":
+            score = 0
+        out.append({"provider": name, "health_score": score, "breaker": state,
+                    "requests": s.requests if s else 0, "failures": s.failures if s else 0,
+                    "latency_ms": round(s.latency_ms.value, 2) if s and s.latency_ms.value is not None else None,
+                    "ttft_ms": round(s.ttft_ms.value, 2) if s and s.ttft_ms.value is not None else None,
+                    "tokens_per_s": round(s.tokens_per_s.value, 1) if s and s.tokens_per_s.value else None})
+    return {"data": out}
+
+
+def model_status(c: Container, entry: Any) -> str:
+    """healthy: every provider usable; degraded: some; down: none."""
+    usable = [c.breakers.allows(r.provider) and c.breakers.allows(f"{r.provider}|{r.upstream_model}")
+              for r in entry.routes]
+    return "healthy" if all(usable) else ("degraded" if any(usable) else "down")
+
+
+@router.get("/health/models")
+async def model_health(c: ContainerDep) -> dict[str, Any]:
+    return {"data": [{"model": e.id, "status": model_status(c, e), "providers": len(e.routes)}
+                     for e in c.catalog.entries]}
