@@ -55,7 +55,7 @@ def make_settings(tmp: Path, db_url: str, emus: list[Emulator], **kw: Any) -> Se
     providers = [ProviderConfig(name=f"emu-{e.name}", type="openai", base_url=e.base_url, api_key=EMU_KEY,
                                 timeout_s=timeout_s) for e in emus]
     routes = [ModelRoute(provider=p.name, model="ok-model") for p in providers]
-    models = [
+    models = kw.pop("models", None) or [
         ModelConfig(id="test/echo", aliases=["echo"], pricing=Pricing(input=Decimal("1"), output=Decimal("2")),
                     context_length=8192, max_output_tokens=1024, providers=routes),
         ModelConfig(id="test/pricey", pricing=Pricing(input=Decimal("1000"), output=Decimal("1000")),

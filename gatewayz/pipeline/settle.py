@@ -78,6 +78,8 @@ def _provider_fault(status: int | None, error: str) -> bool:
 
 def observe(ctx: RequestContext, stats: ProviderStats) -> None:
     """Passive health: every attempt of this request feeds the provider statistics (after the response)."""
+    if ctx.entry is not None and ctx.attempts:
+        stats.uptime.record("model:" + ctx.entry.id, any(a.error == "ok" for a in ctx.attempts))
     models = {c.route.provider: c.route.upstream_model for c in reversed(ctx.candidates)}
     for a in ctx.attempts:
         model = models.get(a.provider, "")

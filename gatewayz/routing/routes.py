@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from gatewayz.api.deps import Admin, ContainerDep
 from gatewayz.container import Container
@@ -80,3 +80,29 @@ def model_status(c: Container, entry: Any) -> str:
 async def model_health(c: ContainerDep) -> dict[str, Any]:
     return {"data": [{"model": e.id, "status": model_status(c, e), "providers": len(e.routes)}
                      for e in c.catalog.entries]}
+
+
+@router.get("/health/providers/uptime")
+async def provider_uptime(_: Admin, c: ContainerDep, hours: float = Query(24, gt=0, le=24)) -> dict[str, Any]:
+    timeline = c.provider_stats.uptime.timeline
+    return {"data": [timeline(name, hours) | {"provider": name} for name in sorted(c.providers)]}
+
+
+@router.get("/health/models/uptime")
+async def model_uptime(c: ContainerDep, hours: float = Query(24, gt=0, le=24),
+                       model: str | None = Query(None, max_length=200)) -> dict[str, Any]:
+    entries = [c.catalog.resolve(model)] if model else c.catalog.entries
+    return {"data": [c.provider_stats.uptime.timeline("model:" + e.id, hours) | {"model": e.id} for e in entries]}
+
+
+@router.get("/v1/status")
+async def public_status(c: ContainerDep) -> dict[str, Any]:
+    """The public status page: every model's state now and its availability over the last 24 hours."""
+    models = []
+    for e in c.catalog.entries:
+        day = c.provider_stats.uptime.timeline("model:" + e.id, 24)
+        models.append({"model": e.id, "status": model_status(c, e), "uptime_24h_percent": day["uptime_percent"],
+                       "requests_24h": day["requests"]})
+    worst = {m["status"] for m in models}
+    overall = "down" if worst == {"down"} else ("degraded" if worst - {"healthy"} else "operational")
+    return {"status": overall if models else "operational", "models": models}

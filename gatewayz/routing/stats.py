@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gatewayz.routing.uptime import Uptime
+
 
 @dataclass(slots=True)
 class Ewma:
@@ -29,6 +31,7 @@ class ProviderStats:
     def __init__(self, alpha: float) -> None:
         self._alpha = alpha
         self._by_key: dict[str, RouteStats] = {}
+        self.uptime = Uptime()
 
     def _get(self, key: str) -> RouteStats:
         s = self._by_key.get(key)
@@ -39,6 +42,7 @@ class ProviderStats:
     def record(self, provider: str, model: str, ok: bool, latency_ms: float, ttft_ms: float | None = None,
                completion_tokens: int = 0) -> None:
         a = self._alpha
+        self.uptime.record(provider, ok)
         for key in (provider, f"{provider}|{model}"):
             s = self._get(key)
             s.requests += 1
