@@ -21,6 +21,7 @@ from gatewayz.providers.spec import ProviderSpec, spec_from_config
 from gatewayz.routing.breaker import BreakerPolicy
 from gatewayz.routing.breaker_store import MemoryBreakers, RedisBreakers
 from gatewayz.routing.planner import Planner
+from gatewayz.routing.routers import Prior, Routers, load_priors
 from gatewayz.routing.stats import ProviderStats
 from gatewayz.settings import Settings
 from gatewayz.storage.db import create_engine
@@ -63,6 +64,9 @@ class Container:
         self.breakers = RedisBreakers(policy, self.redis) if self.redis is not None else MemoryBreakers(policy)
         self.provider_stats = ProviderStats(r.ewma_alpha)
         self.planner = Planner(self.providers, self.breakers, self.provider_stats)
+        priors = load_priors()
+        priors.update({m.id: Prior(**m.priors.model_dump()) for m in settings.models if m.priors})
+        self.routers = Routers(self.catalog, self.provider_stats, self.breakers, priors)
         self._http: aiohttp.ClientSession | None = None
         self.engine: Engine
         self.dispatch: Dispatcher

@@ -73,6 +73,15 @@ class ModelRoute(_Strict):
     pricing: Pricing | None = None
 
 
+class RouterPriors(_Strict):
+    """Benchmark priors for router:general:* and router:code:* (override the built-in data file)."""
+
+    quality: float = Field(ge=0, le=100)
+    swe_bench: float | None = Field(default=None, ge=0, le=100)
+    humaneval: float | None = Field(default=None, ge=0, le=100)
+    agentic: float | None = Field(default=None, ge=0, le=100)
+
+
 class ModelConfig(_Strict):
     id: str
     aliases: list[str] = Field(default_factory=list)
@@ -83,6 +92,7 @@ class ModelConfig(_Strict):
     # How the first provider is chosen: the listed order, the lowest live latency, the lowest price,
     # or at random by `weight`. Failover then follows the rest of the list.
     routing: Literal["ordered", "latency", "price", "throughput", "weighted"] | None = None
+    priors: RouterPriors | None = None
     providers: list[ModelRoute] = Field(min_length=1)
 
     @field_validator("id")

@@ -20,7 +20,10 @@ def _session(ctx: RequestContext, scope: dict[str, Any] | Any) -> str | None:
 
 
 def plan(ctx: RequestContext, c: Container, scope: Any) -> None:
-    ctx.entry = c.catalog.resolve(ctx.requested_model)
+    if ctx.requested_model.startswith("router:"):
+        ctx.entry = c.routers.choose(ctx.requested_model, ctx.body).entry
+    else:
+        ctx.entry = c.catalog.resolve(ctx.requested_model)
     prefs = parse_prefs(ctx.body)
     fallbacks = fallback_models(ctx.body, c.catalog, ctx.entry)
     ctx.session = _session(ctx, scope) if ctx.entry.routing == "weighted" else None

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 
-from gatewayz.api.deps import Admin, ContainerDep
+from gatewayz.api.deps import Admin, ContainerDep, User
 from gatewayz.container import Container
 from gatewayz.errors import NotFound
+from gatewayz.routing.routers import CODE_MODES, GENERAL_MODES, prompt_complexity
 
 router = APIRouter(tags=["routing"])
 
@@ -106,3 +108,38 @@ async def public_status(c: ContainerDep) -> dict[str, Any]:
     worst = {m["status"] for m in models}
     overall = "down" if worst == {"down"} else ("degraded" if worst - {"healthy"} else "operational")
     return {"status": overall if models else "operational", "models": models}
+
+
+class RouterTest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: str = Field(max_length=32)
+    messages: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
+
+
+def _explain(c: Container, kind: str, body: RouterTest) -> dict[str, Any]:
+    choice = c.routers.choose(f"router:{kind}:{body.mode}", {"messages": body.messages})
+    out: dict[str, Any] = {"router": choice.router, "model": choice.entry.id, "reason": choice.reason,
+                           "candidates": choice.scores}
+    if kind == "code":
+        out["prompt_complexity_tier"] = prompt_complexity(body.messages)
+    return out
+
+
+@router.post("/general-router/test")
+async def general_router_test(body: RouterTest, _: User, c: ContainerDep) -> dict[str, Any]:
+    return _explain(c, "general", body)
+
+
+@router.post("/code-router/test")
+async def code_router_test(body: RouterTest, _: User, c: ContainerDep) -> dict[str, Any]:
+    return _explain(c, "code", body)
+
+
+@router.get("/general-router/settings/options")
+async def general_router_options(c: ContainerDep) -> dict[str, Any]:
+    return {"modes": list(GENERAL_MODES), "models": [e.id for e, _ in c.routers.pool()]}
+
+
+@router.get("/code-router/tiers")
+async def code_router_tiers(c: ContainerDep) -> dict[str, Any]:
+    return {"modes": list(CODE_MODES), "data": c.routers.tiers()}
