@@ -21,6 +21,7 @@ from gatewayz.providers.spec import ProviderSpec, spec_from_config
 from gatewayz.routing.breaker import BreakerPolicy
 from gatewayz.routing.breaker_store import MemoryBreakers, RedisBreakers
 from gatewayz.routing.planner import Planner
+from gatewayz.routing.probes import Prober
 from gatewayz.routing.routers import Prior, Routers, load_priors
 from gatewayz.routing.stats import ProviderStats
 from gatewayz.settings import Settings
@@ -67,6 +68,8 @@ class Container:
         priors = load_priors()
         priors.update({m.id: Prior(**m.priors.model_dump()) for m in settings.models if m.priors})
         self.routers = Routers(self.catalog, self.provider_stats, self.breakers, priors)
+        self.prober = Prober(r.probes, self.catalog, self.providers, {m.id: m.tier for m in settings.models},
+                             self.breakers, self.provider_stats, self.redis)
         self._http: aiohttp.ClientSession | None = None
         self.engine: Engine
         self.dispatch: Dispatcher
@@ -81,9 +84,12 @@ class Container:
         self.keys.start()
         if isinstance(self.breakers, RedisBreakers):
             self.breakers.start()
+        if self.settings.routing.probes.enabled:
+            self.prober.start(self.engine)
 
     async def stop(self) -> None:
         """Drain pending settlements first, then close the connections."""
+        await self.prober.stop()
         await self.writer.close()
         self.ledger.close()
         await self.revocations.close()

@@ -93,6 +93,8 @@ class ModelConfig(_Strict):
     # or at random by `weight`. Failover then follows the rest of the list.
     routing: Literal["ordered", "latency", "price", "throughput", "weighted"] | None = None
     priors: RouterPriors | None = None
+    # How often active probes check this model's providers (see routing.probes).
+    tier: Literal["critical", "popular", "standard"] = "standard"
     providers: list[ModelRoute] = Field(min_length=1)
 
     @field_validator("id")
@@ -119,8 +121,21 @@ class BreakerConfig(_Strict):
     half_open_successes: int = Field(default=1, ge=1, le=100)
 
 
+class ProbeConfig(_Strict):
+    """Active health probes: a one-token request to every provider of every model, at the model's tier
+    interval. They cost provider tokens (the operator's, never a user's), so they are off until enabled
+    here or started at POST /health/monitoring/start."""
+
+    enabled: bool = False
+    critical_s: float = Field(default=300, ge=1)
+    popular_s: float = Field(default=1800, ge=1)
+    standard_s: float = Field(default=14400, ge=1)
+    timeout_s: float = Field(default=30, gt=0, le=600)
+
+
 class RoutingConfig(_Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    probes: ProbeConfig = Field(default_factory=ProbeConfig)
     # An upstream 429 that asks to wait at most this long is retried on the same provider once.
     retry_429_max_wait_s: float = Field(default=2.0, ge=0, le=60)
     # Weight of the newest sample in the latency and throughput averages (EWMA).

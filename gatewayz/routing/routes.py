@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -143,3 +144,28 @@ async def general_router_options(c: ContainerDep) -> dict[str, Any]:
 @router.get("/code-router/tiers")
 async def code_router_tiers(c: ContainerDep) -> dict[str, Any]:
     return {"modes": list(CODE_MODES), "data": c.routers.tiers()}
+
+
+def _monitoring(c: Container) -> dict[str, Any]:
+    return {"running": c.prober.running, "probes_sent": c.prober.probes_sent,
+            "intervals_s": {"critical": c.settings.routing.probes.critical_s,
+                            "popular": c.settings.routing.probes.popular_s,
+                            "standard": c.settings.routing.probes.standard_s},
+            "results": [asdict(r) for r in c.prober.results.values()]}
+
+
+@router.get("/health/monitoring")
+async def monitoring_status(_: Admin, c: ContainerDep) -> dict[str, Any]:
+    return _monitoring(c)
+
+
+@router.post("/health/monitoring/start")
+async def monitoring_start(_: Admin, c: ContainerDep) -> dict[str, Any]:
+    c.prober.start(c.engine)
+    return _monitoring(c)
+
+
+@router.post("/health/monitoring/stop")
+async def monitoring_stop(_: Admin, c: ContainerDep) -> dict[str, Any]:
+    await c.prober.stop()
+    return _monitoring(c)
