@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from gatewayz.billing.credits import CreditAuthority, make_authority
+from gatewayz.billing.money import usd_to_nanos
 from gatewayz.billing.store import LedgerStore
 from gatewayz.billing.writer import SettlementWriter
 from gatewayz.catalog.service import Catalog
@@ -57,6 +58,7 @@ class Container:
         self.writer = SettlementWriter(self.ledger, settings.credits.settle_flush_ms)
         self.credits: CreditAuthority = make_authority(settings.credits.authority, settings.workers, self.ledger,
                                                        self.writer, settings.credits.hold_ttl_s)
+        self.low_balance_nanos = usd_to_nanos(settings.credits.low_balance_threshold_usd)
         self.catalog = Catalog(settings.models)
         self.providers: dict[str, ProviderSpec] = {p.name: spec_from_config(p) for p in settings.providers}
         self.stats = Stats()

@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 
 from gatewayz.api.asgi import JSON, Receive, Scope, Send, read_body, send_bytes, send_error
-from gatewayz.billing.money import nanos_to_json
+from gatewayz.billing.money import nanos_to_json, nanos_to_usd
 from gatewayz.errors import GatewayError, UpstreamResponse
 from gatewayz.pipeline.authenticate import authenticate
 from gatewayz.pipeline.context import RequestContext, Usage
@@ -29,9 +29,13 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-
                (b"x-accel-buffering", b"no")]
 
 
-def _meta_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
-    return [(b"x-gateway-provider", (ctx.provider or "").encode()),
-            (b"x-gateway-overhead-ms", f"{ctx.overhead_ms():.3f}".encode())]
+def _meta_headers(ctx: RequestContext, low_balance_nanos: int) -> list[tuple[bytes, bytes]]:
+    headers = [(b"x-gateway-provider", (ctx.provider or "").encode()),
+               (b"x-gateway-overhead-ms", f"{ctx.overhead_ms():.3f}".encode())]
+    if ctx.hold is not None and ctx.hold.remaining < low_balance_nanos:
+        # Running low: say how much is left (USD, after this request's hold) so clients can top up in time.
+        headers.append((b"x-credits-remaining", f"{nanos_to_usd(max(ctx.hold.remaining, 0)):.6f}".encode()))
+    return headers
 
 
 class ChatCompletions:
@@ -79,13 +83,14 @@ class ChatCompletions:
         reported: dict[str, Any] = upstream_usage if isinstance(upstream_usage, dict) else _usage_dict(usage)
         reported["cost"] = nanos_to_json(cost)
         data["usage"] = reported
-        await send_bytes(send, 200, orjson.dumps(data), JSON, _meta_headers(ctx))
+        await send_bytes(send, 200, orjson.dumps(data), JSON, _meta_headers(ctx, self.c.low_balance_nanos))
 
     async def _stream(self, ctx: RequestContext, reply: StreamReply, send: Send) -> None:
         entry = ctx.entry
         assert entry is not None
         resp, parser = reply.response, reply.parser
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + _meta_headers(ctx)})
+        headers = SSE_HEADERS + _meta_headers(ctx, self.c.low_balance_nanos)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         ctx.ttft_ms = (time.perf_counter() - ctx.started) * 1000
         relay = _Relay(ctx, self.c)
         events = reply.first

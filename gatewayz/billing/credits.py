@@ -30,6 +30,7 @@ class Hold:
     user_id: int
     request_id: str
     amount: int
+    remaining: int = 0   # what the user could still spend once this hold was taken
 
 
 class CreditAuthority(Protocol):
@@ -107,7 +108,7 @@ class MemoryAuthority:
         acct.held += amount
         acct.generation += 1
         self._open[key] = amount
-        return Hold(user_id, request_id, amount)
+        return Hold(user_id, request_id, amount, available - amount)
 
     def settle(self, hold: Hold, settlement: Settlement) -> int:
         acct = self._accounts[hold.user_id]
@@ -156,15 +157,15 @@ class SqlAuthority:
 
     async def reserve(self, user_id: int, request_id: str, amount: int) -> Hold:
         try:
-            ok = await self._store.hold(user_id, request_id, amount, datetime.now(UTC) + self._ttl)
+            remaining = await self._store.hold(user_id, request_id, amount, datetime.now(UTC) + self._ttl)
         except IntegrityError:
             raise duplicate(request_id) from None
-        if not ok:
+        if remaining is None:
             state = await self._store.balances(user_id)
             if state is None:
                 raise NotFound("User not found.", code="user_not_found")
             raise insufficient(max(state[0] - state[1], 0), amount)
-        return Hold(user_id, request_id, amount)
+        return Hold(user_id, request_id, amount, remaining)
 
     def settle(self, hold: Hold, settlement: Settlement) -> int:
         cost = min(settlement.cost_nanos, hold.amount)

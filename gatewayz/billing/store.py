@@ -122,19 +122,21 @@ class LedgerStore:
 
     # -- holds for the database credit authority (several workers sharing one database) --
 
-    async def hold(self, user_id: int, request_id: str, amount: int, expires_at: datetime) -> bool:
-        """Take a hold atomically; False when the available balance is short. Raises IntegrityError on a
-        duplicate (user, request id)."""
+    async def hold(self, user_id: int, request_id: str, amount: int, expires_at: datetime) -> int | None:
+        """Take a hold atomically; returns the balance still available after it, or None when the available
+        balance is short. Raises IntegrityError on a duplicate (user, request id)."""
         async with self._engine.begin() as conn:
             res = await conn.execute(
                 users.update().where(users.c.id == user_id,
                                      users.c.balance_nanos - users.c.held_nanos >= amount)
-                .values(held_nanos=users.c.held_nanos + amount))
-            if res.rowcount != 1:
-                return False
+                .values(held_nanos=users.c.held_nanos + amount)
+                .returning(users.c.balance_nanos - users.c.held_nanos))
+            remaining = res.scalar_one_or_none()
+            if remaining is None:
+                return None
             await conn.execute(credit_holds.insert().values(user_id=user_id, request_id=request_id,
                                                             amount_nanos=amount, expires_at=expires_at))
-            return True
+            return int(remaining)
 
     async def release(self, user_id: int, request_id: str) -> None:
         async with self._engine.begin() as conn:
@@ -159,6 +161,12 @@ class LedgerStore:
         for user_id, request_id in stale:
             await self.release(user_id, request_id)
         return len(stale)
+
+    async def usage_record(self, user_id: int, request_id: str) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(usage_records).where(usage_records.c.user_id == user_id,
+                                                                     usage_records.c.request_id == request_id))).first()
+        return dict(row._mapping) if row else None
 
     async def transactions(self, user_id: int, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         t = credit_transactions

@@ -97,14 +97,14 @@ async def test_database_holds(engine: AsyncEngine) -> None:
     ledger = LedgerStore(engine)
     uid = await _user(engine, 100)
     later = datetime.now(UTC) + timedelta(hours=1)
-    assert await ledger.hold(uid, "h1", 60, later)
-    assert not await ledger.hold(uid, "h2", 60, later)  # only 40 left
+    assert await ledger.hold(uid, "h1", 60, later) == 40  # what is still available
+    assert await ledger.hold(uid, "h2", 60, later) is None  # only 40 left
     with pytest.raises(IntegrityError):
         await ledger.hold(uid, "h1", 1, later)
     assert await _row(engine, uid) == (100, 60)
     assert await ledger.settle_hold(Settlement(uid, "h1", 25, hold_nanos=60)) == 25
     assert await _row(engine, uid) == (75, 0)
-    assert await ledger.hold(uid, "h3", 70, datetime.now(UTC) - timedelta(seconds=1))
+    assert await ledger.hold(uid, "h3", 70, datetime.now(UTC) - timedelta(seconds=1)) == 5
     assert await ledger.sweep_expired_holds() == 1
     assert await _row(engine, uid) == (75, 0)
     async with engine.connect() as conn:
