@@ -11,6 +11,7 @@ from gatewayz.billing.credits import CreditAuthority, make_authority
 from gatewayz.billing.money import usd_to_nanos
 from gatewayz.billing.store import LedgerStore
 from gatewayz.billing.writer import SettlementWriter
+from gatewayz.catalog.builtin import builtin_models
 from gatewayz.catalog.service import Catalog
 from gatewayz.keys.crypto import KeyCipher, load_or_create_master_key
 from gatewayz.keys.revocations import RevocationBus
@@ -18,7 +19,7 @@ from gatewayz.keys.service import KeyService
 from gatewayz.keys.store import KeyStore
 from gatewayz.pipeline.dispatch import Dispatcher
 from gatewayz.providers.engine import Engine
-from gatewayz.providers.spec import ProviderSpec, spec_from_config
+from gatewayz.providers.spec import ProviderSpec, builtin_specs, spec_from_config
 from gatewayz.routing.breaker import BreakerPolicy
 from gatewayz.routing.breaker_store import MemoryBreakers, RedisBreakers
 from gatewayz.routing.planner import Planner
@@ -59,8 +60,13 @@ class Container:
         self.credits: CreditAuthority = make_authority(settings.credits.authority, settings.workers, self.ledger,
                                                        self.writer, settings.credits.hold_ttl_s)
         self.low_balance_nanos = usd_to_nanos(settings.credits.low_balance_threshold_usd)
-        self.catalog = Catalog(settings.models)
-        self.providers: dict[str, ProviderSpec] = {p.name: spec_from_config(p) for p in settings.providers}
+        self.providers: dict[str, ProviderSpec] = builtin_specs(settings)
+        self.providers.update({p.name: spec_from_config(p) for p in settings.providers})
+        models = list(settings.models)
+        if settings.builtin_catalog:
+            taken = {n for m in settings.models for n in (m.id, *m.aliases)}
+            models += builtin_models(set(self.providers), taken)
+        self.catalog = Catalog(models)
         self.stats = Stats()
         r = settings.routing
         policy = BreakerPolicy(r.breaker.failure_threshold, r.breaker.cooldown_s, r.breaker.half_open_successes)

@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gatewayz.providers.registry import BUILTIN, BY_NAME, env_names
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/gatewayz.db"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
@@ -25,11 +27,14 @@ class _Strict(BaseModel):
 
 
 class ProviderConfig(_Strict):
+    """An upstream. Naming a built-in provider (see gatewayz/providers/registry.py) fills in its type and
+    base URL, so `- {name: groq, api_key: ...}` is enough; any field given here overrides the built-in."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     # Request parameters this upstream does not accept; `provider.require_parameters` skips it for them.
     unsupported_params: list[str] = Field(default_factory=list)
     type: Literal["openai"] = "openai"
-    base_url: str
+    base_url: str = ""
     api_key: str | None = None
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0, le=600)
@@ -38,9 +43,18 @@ class ProviderConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
+        if v and not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _builtin_defaults(self) -> ProviderConfig:
+        builtin = BY_NAME.get(self.name)
+        if not self.base_url:
+            if builtin is None:
+                raise ValueError(f"base_url is required (no built-in provider is named {self.name!r})")
+            object.__setattr__(self, "base_url", builtin.base_url)
+        return self
 
 
 class Pricing(_Strict):
@@ -164,6 +178,10 @@ class Settings(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     credits: CreditsConfig = Field(default_factory=CreditsConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    # The bundled catalog: every model the enabled built-in providers serve, priced (see README).
+    builtin_catalog: bool = True
+    # Keys and URLs of built-in providers found in the environment (OPENAI_API_KEY, GROQ_API_KEY, ...).
+    provider_env: dict[str, str] = Field(default_factory=dict)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
 
@@ -181,12 +199,18 @@ class Settings(_Strict):
             raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
         return v
 
+    def builtin_enabled(self) -> list[str]:
+        """Built-in providers switched on by a key (or, for local servers, a URL) in the environment."""
+        return [p.name for p in BUILTIN if self.provider_env.get(p.env_key)
+                or (p.base_url_env and self.provider_env.get(p.base_url_env))]
+
     @model_validator(mode="after")
     def _references(self) -> Settings:
-        names = [p.name for p in self.providers]
-        dup = {n for n in names if names.count(n) > 1}
+        configured = [p.name for p in self.providers]
+        dup = {n for n in configured if configured.count(n) > 1}
         if dup:
             raise ValueError(f"providers: duplicate name {sorted(dup)[0]!r}")
+        names = configured + self.builtin_enabled()
         seen: dict[str, str] = {}
         for i, m in enumerate(self.models):
             for j, route in enumerate(m.providers):
@@ -259,6 +283,7 @@ def load_settings(config_path: str | Path | None = None, env: dict[str, str] | N
     for var, field in ENV_OVERRIDES.items():
         if env.get(var):
             raw[field] = env[var]
+    raw["provider_env"] = {k: env[k] for k in env_names() if env.get(k)}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings.model_validate(raw)

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from gatewayz.errors import RateLimited, UpstreamFailed, UpstreamResponse, UpstreamTimeout
+from gatewayz.errors import RateLimited, ServiceUnavailable, UpstreamFailed, UpstreamResponse, UpstreamTimeout
 from gatewayz.pipeline.context import Attempt, RequestContext
 from gatewayz.providers.engine import AttemptFailed, ClientError, Engine, JsonReply, StreamReply, sleep_within
 from gatewayz.providers.spec import ProviderSpec
@@ -47,6 +47,8 @@ class Dispatcher:
             if (route.provider, route.upstream_model) in tried:
                 continue
             tried.add((route.provider, route.upstream_model))
+            if not self._breakers.acquire(route.provider, route.upstream_model):
+                continue  # opened meanwhile, or a half-open trial is already in flight
             spec = self._providers[route.provider]
             payload = upstream_payload(ctx.body, route.upstream_model, ctx.stream)
             for attempt_no in (1, 2):
@@ -87,6 +89,9 @@ class Dispatcher:
 
 def _exhausted(ctx: RequestContext, retry_hint: float | None) -> Exception:
     model = ctx.entry.id if ctx.entry else ctx.requested_model
+    if not ctx.attempts:
+        return ServiceUnavailable(f"Every provider of {model} is failing right now; retry shortly.",
+                                  code="providers_unavailable", headers={"retry-after": "1"})
     tried = "; ".join(f"{a.provider}: {_describe(a)}" for a in ctx.attempts) or "no provider was available"
     extra = {"attempts": [{"provider": a.provider, "status": a.status, "error": a.error} for a in ctx.attempts]}
     kinds = {a.error for a in ctx.attempts}

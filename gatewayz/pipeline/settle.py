@@ -79,7 +79,11 @@ def _provider_fault(status: int | None, error: str) -> bool:
 def observe(ctx: RequestContext, stats: ProviderStats) -> None:
     """Passive health: every attempt of this request feeds the provider statistics (after the response)."""
     if ctx.entry is not None and ctx.attempts:
-        stats.uptime.record("model:" + ctx.entry.id, any(a.error == "ok" for a in ctx.attempts))
+        served = any(a.error == "ok" for a in ctx.attempts)
+        primary = ctx.candidates[0].entry if ctx.candidates else ctx.entry
+        if primary is not ctx.entry:
+            stats.uptime.record("model:" + primary.id, False)  # every provider of the first model failed
+        stats.uptime.record("model:" + ctx.entry.id, served)
     models = {c.route.provider: c.route.upstream_model for c in reversed(ctx.candidates)}
     for a in ctx.attempts:
         model = models.get(a.provider, "")

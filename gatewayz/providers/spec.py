@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gatewayz.settings import ProviderConfig
+from gatewayz.providers.registry import BY_NAME
+from gatewayz.settings import ProviderConfig, Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +31,15 @@ def spec_from_config(cfg: ProviderConfig) -> ProviderSpec:
     return ProviderSpec(name=cfg.name, wire=cfg.type, base_url=cfg.base_url, headers=headers,
                         timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s,
                         unsupported_params=frozenset(cfg.unsupported_params))
+
+
+def builtin_specs(settings: Settings) -> dict[str, ProviderSpec]:
+    """Specs of the built-in providers whose key (or local URL) is in the environment."""
+    env = settings.provider_env
+    out = {}
+    for name in settings.builtin_enabled():
+        info = BY_NAME[name]
+        base_url = env.get(info.base_url_env, "") if info.base_url_env else ""
+        base_url = (base_url or info.base_url).replace("${CLOUDFLARE_ACCOUNT_ID}", env.get("CLOUDFLARE_ACCOUNT_ID", ""))
+        out[name] = spec_from_config(ProviderConfig(name=name, base_url=base_url, api_key=env.get(info.env_key)))
+    return out

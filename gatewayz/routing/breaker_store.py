@@ -49,14 +49,35 @@ return {before, state, failures, successes, tostring(opened)}
 
 
 class MemoryBreakers:
+    TRIAL_TIMEOUT_S = 30.0
+
     def __init__(self, policy: BreakerPolicy) -> None:
         self.policy = policy
         self._b: dict[str, Breaker] = {}
+        self._trials: dict[str, float] = {}   # half-open keys with a trial request in flight (this process)
         self.transitions: Counter[tuple[str, str, str]] = Counter()
 
     def allows(self, key: str) -> bool:
         b = self._b.get(key)
-        return b is None or b.effective(self.policy, now()) != "open"
+        if b is None:
+            return True
+        state = b.effective(self.policy, now())
+        if state == "half_open":
+            started = self._trials.get(key)
+            return started is None or now() - started > self.TRIAL_TIMEOUT_S
+        return state != "open"
+
+    def acquire(self, provider: str, upstream_model: str) -> bool:
+        """Right before sending: a half-open breaker lets one trial request through at a time."""
+        keys = (provider, f"{provider}|{upstream_model}")
+        if not all(self.allows(k) for k in keys):
+            return False
+        t = now()
+        for k in keys:
+            b = self._b.get(k)
+            if b is not None and b.effective(self.policy, t) == "half_open":
+                self._trials[k] = t
+        return True
 
     def retry_after(self, key: str) -> float:
         b = self._b.get(key)
@@ -79,6 +100,8 @@ class MemoryBreakers:
         """Record one attempt's outcome without waiting: for the provider, and for the provider and model.
         `model_only` (a 404: this provider lacks this model) leaves the provider's own breaker alone."""
         keys = [f"{provider}|{upstream_model}"] if model_only else [provider, f"{provider}|{upstream_model}"]
+        self._trials.pop(provider, None)
+        self._trials.pop(f"{provider}|{upstream_model}", None)
         for key in keys:
             if self.needs_report(key, outcome):
                 self._submit(key, outcome)

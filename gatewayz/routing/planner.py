@@ -123,10 +123,12 @@ class Planner:
             if prefs is not None and not prefs.allow_fallbacks:
                 routes = routes[: max(len(prefs.order or ()), 1)]
             for r in routes:
-                if self._breakers.allows(r.provider) and self._breakers.allows(f"{r.provider}|{r.upstream_model}"):
-                    out.append(Candidate(entry, r))
+                keys = (r.provider, f"{r.provider}|{r.upstream_model}")
+                closed = [k for k in keys if not self._breakers.allows(k)]
+                if closed:
+                    blocked.extend(closed)
                 else:
-                    blocked.append(r.provider)
+                    out.append(Candidate(entry, r))
         if not out:
             self._refuse(primary, blocked)
         return out
@@ -183,11 +185,14 @@ class Planner:
 
     def _refuse(self, entry: CatalogEntry, blocked: list[str]) -> None:
         if blocked:
-            wait = min(self._breakers.retry_after(p) for p in blocked) or 1.0
+            # The earliest moment any open breaker lets a trial request through.
+            wait = min(self._breakers.retry_after(k) for k in blocked) or 1.0
             after = max(1, round(wait))
+            self._stats.uptime.record("model:" + entry.id, False)
+            providers = sorted({k.split("|", 1)[0] for k in blocked})
             raise ServiceUnavailable(
                 f"Every provider of {entry.id} is failing right now (circuit breakers open: "
-                f"{', '.join(sorted(set(blocked)))}); retry after {after}s.", code="providers_unavailable",
+                f"{', '.join(providers)}); retry after {after}s.", code="providers_unavailable",
                 headers={"retry-after": str(after)})
         raise InvalidRequest(f"No provider of {entry.id} matches the request's provider preferences.",
                              param="provider", code="no_matching_provider")
