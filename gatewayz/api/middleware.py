@@ -42,35 +42,35 @@ class RequestIdMiddleware:
                 given = value
                 break
         if given is not None and not _VALID_ID.match(given):
-            rid = new_request_id()
-            await send_error(_with_id(send, rid), InvalidRequest(
+            await send_error(_WithId(send, new_request_id()), InvalidRequest(
                 "X-Request-ID must be 1 to 128 characters of letters, digits and . _ : -",
                 code="invalid_request_id"))
             return
         rid = given.decode() if given is not None else new_request_id()
         scope["gw.request_id"] = rid
         scope["gw.client_request_id"] = given is not None
-        started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
-            await send(message)
-
+        send_with_id = _WithId(send, rid)
         try:
             await self.app(scope, receive, send_with_id)  # type: ignore[operator]
         except Exception:
             log.exception("unhandled error in request %s", rid)
-            if not started:
+            if not send_with_id.started:
                 await send_error(send_with_id, GatewayError("Internal error; quote the X-Request-ID if you "
                                                             "report it."))
 
 
-def _with_id(send: Send, rid: str) -> Send:
-    async def wrapped(message: Message) -> None:
+class _WithId:
+    """Adds X-Request-ID to the response start and remembers whether the response has started."""
+
+    __slots__ = ("_send", "_header", "started")
+
+    def __init__(self, send: Send, rid: str) -> None:
+        self._send = send
+        self._header = (b"x-request-id", rid.encode())
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
-        await send(message)
-    return wrapped
+            self.started = True
+            message["headers"] = [*message.get("headers", ()), self._header]
+        await self._send(message)

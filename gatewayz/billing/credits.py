@@ -171,11 +171,11 @@ class SqlAuthority:
         cost = min(settlement.cost_nanos, hold.amount)
         settlement.cost_nanos = cost
         settlement.hold_nanos = hold.amount
-        self._writer.submit_one(self._store.settle_hold(settlement))
+        self._writer.submit_one(lambda: self._store.settle_hold(settlement))
         return cost
 
     def release(self, hold: Hold) -> None:
-        self._writer.submit_one(self._store.release(hold.user_id, hold.request_id))
+        self._writer.submit_one(lambda: self._store.release(hold.user_id, hold.request_id))
 
     async def balance(self, user_id: int) -> int:
         state = await self._store.balances(user_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gatewayz.billing.store import LedgerStore, Settlement
@@ -34,19 +34,28 @@ class SettlementWriter:
         if len(self._queue) >= self.MAX_BATCH and self._wake is not None:
             self._wake.set()
 
-    def submit_one(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run one write in a tracked task that survives the request and is awaited on drain."""
-        task = asyncio.get_running_loop().create_task(self._retrying(coro))
+    def submit_one(self, write: Callable[[], Awaitable[Any]]) -> None:
+        """Run one write in a tracked task that survives the request, retried while the database is
+        unreachable, and awaited on drain."""
+        task = asyncio.get_running_loop().create_task(self._retrying(write))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _retrying(self, coro: Coroutine[Any, Any, Any]) -> None:
-        try:
-            await coro
-        except Exception:
-            # One write of the SQL authority; the hold expires and is swept if it could not be released.
-            self.failures += 1
-            log.exception("settlement write failed")
+    async def _retrying(self, write: Callable[[], Awaitable[Any]], attempts: int = 6) -> None:
+        delay = self._interval
+        for attempt in range(1, attempts + 1):
+            try:
+                await write()
+                return
+            except Exception:
+                self.failures += 1
+                if attempt == attempts:
+                    # The hold expires and is swept; the charge of this one request is lost, and logged.
+                    log.exception("settlement write failed %d times; giving up", attempts)
+                    return
+                log.warning("settlement write failed; retrying in %.2fs", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _ensure_loop(self) -> None:
         if self._loop_task is None or self._loop_task.done():
