@@ -17,7 +17,7 @@ from gatewayz.pipeline.context import RequestContext, Usage
 from gatewayz.pipeline.parse import parse_chat
 from gatewayz.pipeline.plan import plan
 from gatewayz.pipeline.reserve import reserve
-from gatewayz.pipeline.settle import estimate_usage, finish, usage_from_openai
+from gatewayz.pipeline.settle import estimate_usage, finish, settle, usage_from_openai
 from gatewayz.providers.engine import JsonReply, StreamReply
 from gatewayz.providers.sse import DONE, DONE_EVENT, json_event
 
@@ -77,13 +77,14 @@ class ChatCompletions:
             usage = estimate_usage(ctx, _content_chars(data))
             log.warning("provider %s sent no usage for %s; billing an estimate", ctx.provider, ctx.request_id)
         ctx.usage = usage
-        cost = finish(ctx, self.c.credits, self.c.provider_stats)
+        cost = settle(ctx, self.c.credits)
         data["model"] = ctx.entry.id
         upstream_usage = data.get("usage")
         reported: dict[str, Any] = upstream_usage if isinstance(upstream_usage, dict) else _usage_dict(usage)
         reported["cost"] = nanos_to_json(cost)
         data["usage"] = reported
         await send_bytes(send, 200, orjson.dumps(data), JSON, _meta_headers(ctx, self.c.low_balance_nanos))
+        finish(ctx, self.c.credits, self.c.provider_stats)  # health capture once the client has its answer
 
     async def _stream(self, ctx: RequestContext, reply: StreamReply, send: Send) -> None:
         entry = ctx.entry
