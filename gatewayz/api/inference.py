@@ -1,0 +1,222 @@
+"""The inference endpoint: the stages of gatewayz.pipeline run top to bottom as a raw ASGI app, for any client
+dialect (OpenAI chat completions, Anthropic messages). The dialect parses the client's body into the
+OpenAI-format request the pipeline routes, and renders answers, streams and errors back in its own shape."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+import orjson
+
+from gatewayz.api.asgi import Receive, Scope, Send, read_body, send_bytes
+from gatewayz.billing.money import nanos_to_usd
+from gatewayz.errors import GatewayError, UpstreamResponse
+from gatewayz.pipeline.authenticate import authenticate
+from gatewayz.pipeline.context import RequestContext, Usage
+from gatewayz.pipeline.plan import plan
+from gatewayz.pipeline.reserve import reserve
+from gatewayz.pipeline.settle import estimate_usage, finish, settle, usage_from_openai
+from gatewayz.providers.engine import JsonReply, StreamReply
+from gatewayz.providers.sse import DONE
+
+if TYPE_CHECKING:
+    from gatewayz.container import Container
+
+log = logging.getLogger("gatewayz.inference")
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+               (b"x-accel-buffering", b"no")]
+Headers = list[tuple[bytes, bytes]]
+
+
+class StreamRenderer(Protocol):
+    def chunks(self, chunks: list[dict[str, Any]]) -> bytes: ...
+    def end(self, usage_raw: dict[str, Any] | None, usage: Usage, cost: int) -> bytes: ...
+    def fail(self, message: str) -> bytes: ...
+
+
+class Dialect(Protocol):
+    endpoint: str
+
+    def parse(self, ctx: RequestContext) -> None: ...
+    def error(self, exc: GatewayError) -> tuple[int, bytes, Headers]: ...
+    def client_error(self, r: UpstreamResponse) -> tuple[int, bytes, bytes]: ...
+    def body(self, ctx: RequestContext, data: dict[str, Any], usage: Usage, cost: int) -> bytes: ...
+    def stream(self, ctx: RequestContext) -> StreamRenderer: ...
+
+
+def meta_headers(ctx: RequestContext, low_balance_nanos: int) -> Headers:
+    headers = [(b"x-gateway-provider", (ctx.provider or "").encode()),
+               (b"x-gateway-overhead-ms", f"{ctx.overhead_ms():.3f}".encode())]
+    if ctx.hold is not None and ctx.hold.remaining < low_balance_nanos:
+        # Running low: say how much is left (USD, after this request's hold) so clients can top up in time.
+        headers.append((b"x-credits-remaining", f"{nanos_to_usd(max(ctx.hold.remaining, 0)):.6f}".encode()))
+    return headers
+
+
+class InferenceEndpoint:
+    def __init__(self, container: Container, dialect: Dialect) -> None:
+        self.c = container
+        self.dialect = dialect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        c, d = self.c, self.dialect
+        ctx = RequestContext(request_id=scope["gw.request_id"], client_request_id=scope["gw.client_request_id"],
+                             endpoint=d.endpoint)
+        try:
+            ctx.raw = await read_body(receive, c.settings.max_body_bytes)
+            await authenticate(ctx, dict(scope["headers"]), c.keys)
+            d.parse(ctx)
+            plan(ctx, c, scope)
+            await reserve(ctx, c.credits, c.ledger)
+            try:
+                reply = await c.dispatch(ctx, ctx.started + c.settings.request_deadline_s)
+            except (GatewayError, UpstreamResponse) as exc:
+                ctx.status, ctx.error_code = exc.status, getattr(exc, "code", None) or "upstream_client_error"
+                finish(ctx, c.credits, c.provider_stats)  # releases the hold: a failed request costs nothing
+                raise
+        except GatewayError as exc:
+            status, body, headers = d.error(exc)
+            await send_bytes(send, status, body, headers=headers)
+            return
+        except UpstreamResponse as r:
+            status, body, ctype = d.client_error(r)
+            await send_bytes(send, status, body, ctype, [(k.encode(), v.encode()) for k, v in r.headers.items()])
+            return
+        if isinstance(reply, JsonReply):
+            await self._json(ctx, reply.data, send)
+        else:
+            await self._stream(ctx, reply, send)
+
+    async def _json(self, ctx: RequestContext, data: dict[str, Any], send: Send) -> None:
+        usage = usage_from_openai(data.get("usage"))
+        if usage is None:
+            usage = estimate_usage(ctx, content_chars(data))
+            log.warning("provider %s sent no usage for %s; billing an estimate", ctx.provider, ctx.request_id)
+        ctx.usage = usage
+        cost = settle(ctx, self.c.credits)
+        body = self.dialect.body(ctx, data, usage, cost)
+        await send_bytes(send, 200, body, b"application/json", meta_headers(ctx, self.c.low_balance_nanos))
+        finish(ctx, self.c.credits, self.c.provider_stats)  # health capture once the client has its answer
+
+    async def _stream(self, ctx: RequestContext, reply: StreamReply, send: Send) -> None:
+        resp, parser = reply.response, reply.parser
+        headers = SSE_HEADERS + meta_headers(ctx, self.c.low_balance_nanos)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        ctx.ttft_ms = (time.perf_counter() - ctx.started) * 1000
+        tracker = StreamTracker(ctx, self.c)
+        renderer = self.dialect.stream(ctx)
+        events = reply.first
+        failure: str | None = None
+        try:
+            while True:
+                out = renderer.chunks(tracker.parse(events))
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                if tracker.done:
+                    break
+                t0 = time.perf_counter()
+                try:
+                    chunk = await resp.content.readany()
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    failure = type(exc).__name__
+                    break
+                finally:
+                    ctx.upstream_s += time.perf_counter() - t0
+                if not chunk:
+                    failure = "truncated"
+                    break
+                events = parser.feed(chunk)
+            if tracker.upstream_error is not None:
+                failure = "error_event"
+        finally:
+            resp.release()
+            tail = tracker.finish(failure, renderer)
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+class StreamTracker:
+    """Reads the upstream's OpenAI chunks: keeps usage, counts what was delivered, spots errors and junk."""
+
+    __slots__ = ("ctx", "c", "done", "chars", "usage_raw", "upstream_error")
+
+    def __init__(self, ctx: RequestContext, container: Container) -> None:
+        self.ctx, self.c = ctx, container
+        self.done = False
+        self.chars = 0
+        self.usage_raw: dict[str, Any] | None = None
+        self.upstream_error: Any = None
+
+    def parse(self, events: list[bytes]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for data in events:
+            if data == DONE:
+                self.done = True
+                break
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                obj = None
+            if not isinstance(obj, dict):
+                # Never dropped silently: logged with the provider and counted.
+                self.c.stats.malformed_chunks += 1
+                log.warning("provider %s sent an unreadable stream chunk: %.200r", self.ctx.provider, data)
+                continue
+            if "error" in obj and not obj.get("choices"):
+                self.upstream_error = obj.get("error")
+                self.done = True
+                break
+            usage = obj.get("usage")
+            if isinstance(usage, dict):
+                self.usage_raw = usage
+            choices = obj.get("choices")
+            if not choices and usage is not None:
+                continue  # the usage-only chunk: each dialect reports usage its own way at the end
+            for ch in choices or ():
+                delta = ch.get("delta") if isinstance(ch, dict) else None
+                if isinstance(delta, dict):
+                    content = delta.get("content")
+                    if isinstance(content, str):
+                        self.chars += len(content)
+                    for tc in delta.get("tool_calls") or ():
+                        fn = tc.get("function") if isinstance(tc, dict) else None
+                        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                            self.chars += len(fn["arguments"])
+            out.append(obj)
+        return out
+
+    def finish(self, failure: str | None, renderer: StreamRenderer) -> bytes:
+        """Settle (exact usage, or an estimate of what was delivered) and close the client's stream."""
+        ctx = self.ctx
+        if failure is None and not self.done:
+            failure = "truncated"
+        if failure is None:
+            usage = usage_from_openai(self.usage_raw) if self.usage_raw else None
+            if usage is None:
+                usage = estimate_usage(ctx, self.chars)
+                log.warning("provider %s streamed no usage for %s; billing an estimate", ctx.provider, ctx.request_id)
+            ctx.usage = usage
+            cost = finish(ctx, self.c.credits, self.c.provider_stats)
+            return renderer.end(None if usage.estimated else self.usage_raw, usage, cost)
+        self.c.stats.interrupted_streams += 1
+        log.warning("stream from %s for %s ended early (%s)", ctx.provider, ctx.request_id, failure)
+        ctx.usage = estimate_usage(ctx, self.chars)
+        ctx.error_code = "upstream_stream_interrupted"
+        ctx.status = 502
+        finish(ctx, self.c.credits, self.c.provider_stats)
+        message = "The upstream provider's stream ended before completion."
+        if failure == "error_event" and isinstance(self.upstream_error, dict):
+            detail = str(self.upstream_error.get("message", ""))[:400]
+            message = f"The upstream provider reported an error mid-stream: {detail}"
+        return renderer.fail(message)
+
+
+def content_chars(data: dict[str, Any]) -> int:
+    total = 0
+    for ch in data.get("choices") or ():
+        msg = ch.get("message") if isinstance(ch, dict) else None
+        if isinstance(msg, dict) and isinstance(msg.get("content"), str):
+            total += len(msg["content"])
+    return total

@@ -1,0 +1,1 @@
+"""Rate limits: GCRA in memory, or atomic in Redis shared by every worker and instance."""
