@@ -27,6 +27,8 @@ PORT = 18500
 CONFIG = """
 database_url: sqlite+aiosqlite:///{dir}/bench.db
 data_dir: {dir}
+# The limiter runs on every request but never refuses the benchmark load.
+limits: {{requests_per_minute: 1000000000, tokens_per_minute: 1000000000000}}
 providers:
   - {{name: bench-json, type: openai, base_url: "http://127.0.0.1:18080/v1", api_key: dummy}}
   - {{name: bench-stream, type: openai, base_url: "http://127.0.0.1:18080/stream/v1", api_key: dummy}}

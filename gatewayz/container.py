@@ -17,7 +17,10 @@ from gatewayz.keys.crypto import KeyCipher, load_or_create_master_key
 from gatewayz.keys.revocations import RevocationBus
 from gatewayz.keys.service import KeyService
 from gatewayz.keys.store import KeyStore
+from gatewayz.limits.limiter import MemoryLimiter
+from gatewayz.limits.store_redis import RedisLimiter
 from gatewayz.pipeline.dispatch import Dispatcher
+from gatewayz.pipeline.limit import RateLimits
 from gatewayz.providers.engine import Engine
 from gatewayz.providers.spec import ProviderSpec, builtin_specs, spec_from_config
 from gatewayz.routing.breaker import BreakerPolicy
@@ -73,6 +76,8 @@ class Container:
         self.breakers = RedisBreakers(policy, self.redis) if self.redis is not None else MemoryBreakers(policy)
         self.provider_stats = ProviderStats(r.ewma_alpha)
         self.planner = Planner(self.providers, self.breakers, self.provider_stats)
+        limiter = RedisLimiter(self.redis) if self.redis is not None else MemoryLimiter()
+        self.limits = RateLimits(settings.limits, limiter)
         priors = load_priors()
         priors.update({m.id: Prior(**m.priors.model_dump()) for m in settings.models if m.priors})
         self.routers = Routers(self.catalog, self.provider_stats, self.breakers, priors)
@@ -102,6 +107,7 @@ class Container:
         self.ledger.close()
         await self.revocations.close()
         await self.breakers.close()
+        await self.limits.limiter.close()
         if self.redis is not None:
             await self.redis.aclose()
         if self._http is not None:

@@ -156,6 +156,16 @@ class RoutingConfig(_Strict):
     ewma_alpha: float = Field(default=0.2, gt=0, le=1)
 
 
+class LimitsConfig(_Strict):
+    """Rate limits per minute; 0 turns one off. Enforced once across every worker and instance when Redis is
+    configured (one atomic script per check), in process otherwise; Redis failing falls back to in process."""
+
+    requests_per_minute: int = Field(default=1200, ge=0)         # per API key
+    tokens_per_minute: int = Field(default=2_000_000, ge=0)      # per API key, prompt + completion
+    user_requests_per_minute: int = Field(default=0, ge=0)       # per user, across all their keys
+    ip_requests_per_minute: int = Field(default=300, ge=0)       # requests that fail authentication, per IP
+
+
 class CreditsConfig(_Strict):
     # "auto": in-process holds for one worker; database holds when several workers share the database.
     authority: Literal["auto", "memory", "sql"] = "auto"
@@ -178,6 +188,7 @@ class Settings(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     credits: CreditsConfig = Field(default_factory=CreditsConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     # The bundled catalog: every model the enabled built-in providers serve, priced (see README).
     builtin_catalog: bool = True
     # Keys and URLs of built-in providers found in the environment (OPENAI_API_KEY, GROQ_API_KEY, ...).

@@ -13,9 +13,10 @@ import orjson
 
 from gatewayz.api.asgi import Receive, Scope, Send, read_body, send_bytes
 from gatewayz.billing.money import nanos_to_usd
-from gatewayz.errors import GatewayError, UpstreamResponse
+from gatewayz.errors import AuthenticationFailed, GatewayError, UpstreamResponse
 from gatewayz.pipeline.authenticate import authenticate
 from gatewayz.pipeline.context import RequestContext, Usage
+from gatewayz.pipeline.limit import success_headers
 from gatewayz.pipeline.plan import plan
 from gatewayz.pipeline.reserve import reserve
 from gatewayz.pipeline.settle import estimate_usage, finish, settle, usage_from_openai
@@ -50,10 +51,17 @@ class Dialect(Protocol):
 def meta_headers(ctx: RequestContext, low_balance_nanos: int) -> Headers:
     headers = [(b"x-gateway-provider", (ctx.provider or "").encode()),
                (b"x-gateway-overhead-ms", f"{ctx.overhead_ms():.3f}".encode())]
+    if ctx.rate is not None:
+        headers += success_headers(ctx.rate)
     if ctx.hold is not None and ctx.hold.remaining < low_balance_nanos:
         # Running low: say how much is left (USD, after this request's hold) so clients can top up in time.
         headers.append((b"x-credits-remaining", f"{nanos_to_usd(max(ctx.hold.remaining, 0)):.6f}".encode()))
     return headers
+
+
+def client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 class InferenceEndpoint:
@@ -67,8 +75,13 @@ class InferenceEndpoint:
                              endpoint=d.endpoint)
         try:
             ctx.raw = await read_body(receive, c.settings.max_body_bytes)
-            await authenticate(ctx, dict(scope["headers"]), c.keys)
+            try:
+                await authenticate(ctx, dict(scope["headers"]), c.keys)
+            except AuthenticationFailed:
+                await c.limits.unauthenticated(client_ip(scope))
+                raise
             d.parse(ctx)
+            ctx.rate = await c.limits.check(ctx)
             plan(ctx, c, scope)
             await reserve(ctx, c.credits, c.ledger)
             try:
@@ -76,6 +89,7 @@ class InferenceEndpoint:
             except (GatewayError, UpstreamResponse) as exc:
                 ctx.status, ctx.error_code = exc.status, getattr(exc, "code", None) or "upstream_client_error"
                 finish(ctx, c.credits, c.provider_stats)  # releases the hold: a failed request costs nothing
+                await c.limits.correct(ctx, ctx.rate)
                 raise
         except GatewayError as exc:
             status, body, headers = d.error(exc)
@@ -100,6 +114,7 @@ class InferenceEndpoint:
         body = self.dialect.body(ctx, data, usage, cost)
         await send_bytes(send, 200, body, b"application/json", meta_headers(ctx, self.c.low_balance_nanos))
         finish(ctx, self.c.credits, self.c.provider_stats)  # health capture once the client has its answer
+        await self.c.limits.correct(ctx, ctx.rate)
 
     async def _stream(self, ctx: RequestContext, reply: StreamReply, send: Send) -> None:
         resp, parser = reply.response, reply.parser
@@ -135,6 +150,7 @@ class InferenceEndpoint:
             resp.release()
             tail = tracker.finish(failure, renderer)
             await send({"type": "http.response.body", "body": tail, "more_body": False})
+            await self.c.limits.correct(ctx, ctx.rate)
 
 
 class StreamTracker:

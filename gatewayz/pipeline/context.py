@@ -54,6 +54,7 @@ class RequestContext:
     status: int = 200
     error_code: str | None = None
     ttft_ms: float | None = None
+    rate: Any = None                         # pipeline.limit.RateState once the limits passed
     settled: bool = False
     observed: bool = False
 

@@ -36,7 +36,12 @@ def load_json(raw: bytes) -> dict[str, Any]:
 
 
 def parse_chat(ctx: RequestContext) -> None:
-    body = ctx.body = load_json(ctx.raw)
+    check_chat(ctx, load_json(ctx.raw))
+
+
+def check_chat(ctx: RequestContext, body: dict[str, Any]) -> None:
+    """Validate an OpenAI-format chat request and take what the pipeline needs from it."""
+    ctx.body = body
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("`model` is required and must be a string.", param="model", code="missing_model")

@@ -1,0 +1,99 @@
+"""Stage: rate limits, before anything costs money. Per API key (requests and tokens per minute), per user,
+and per IP for requests that fail authentication. Tokens are counted from an estimate before the call and
+corrected with the real usage after it. Every refusal is a 429 that says when to retry; every answer
+carries OpenAI's x-ratelimit-* headers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gatewayz.errors import RateLimited
+from gatewayz.limits.limiter import Decision, Limit, MemoryLimiter
+from gatewayz.pipeline.context import RequestContext
+from gatewayz.pipeline.parse import requested_output_tokens
+from gatewayz.settings import LimitsConfig
+
+MINUTE = 60.0
+
+
+@dataclass(slots=True)
+class RateState:
+    """What the limiter said about this request, for its headers and the correction after it."""
+
+    requests: Decision | None = None
+    tokens: Decision | None = None
+    token_key: str = ""
+    token_limit: Limit | None = None
+    estimate: int = 0
+
+
+def _refusal(d: Decision, reason: str, what: str) -> RateLimited:
+    after = max(1, math.ceil(d.retry_after_s))
+    return RateLimited(f"Rate limit reached for {what}: {d.limit} per minute. Retry after {after}s.",
+                       code="rate_limit_exceeded", extra={"reason": reason},
+                       headers={"retry-after": str(after), "x-ratelimit-limit": str(d.limit),
+                                "x-ratelimit-remaining": str(d.remaining),
+                                "x-ratelimit-reset": str(math.ceil(d.reset_s)), "x-ratelimit-reason": reason})
+
+
+def estimate_tokens(ctx: RequestContext) -> int:
+    """About four bytes a token for the prompt, plus the completion the client allows (as OpenAI counts)."""
+    return len(ctx.raw) // 4 + (requested_output_tokens(ctx.body) or 0)
+
+
+class RateLimits:
+    def __init__(self, cfg: LimitsConfig, limiter: MemoryLimiter) -> None:
+        self.limiter = limiter
+        self._rpm = Limit(cfg.requests_per_minute, MINUTE) if cfg.requests_per_minute else None
+        self._tpm = Limit(cfg.tokens_per_minute, MINUTE) if cfg.tokens_per_minute else None
+        self._user_rpm = Limit(cfg.user_requests_per_minute, MINUTE) if cfg.user_requests_per_minute else None
+        self._ip = Limit(cfg.ip_requests_per_minute, MINUTE) if cfg.ip_requests_per_minute else None
+
+    async def unauthenticated(self, ip: str) -> None:
+        """Called when authentication failed: too many of those from one address become 429s."""
+        if self._ip is not None:
+            d = await self.limiter.consume(f"ip:{ip}", self._ip)
+            if not d.allowed:
+                raise _refusal(d, "ip", "unauthenticated requests from your address")
+
+    async def check(self, ctx: RequestContext) -> RateState:
+        p = ctx.principal
+        assert p is not None and p.user_id is not None
+        state = RateState()
+        if self._user_rpm is not None:
+            d = await self.limiter.consume(f"u{p.user_id}:rpm", self._user_rpm)
+            if not d.allowed:
+                raise _refusal(d, "user_requests", "requests of this account")
+        if self._rpm is not None:
+            state.requests = await self.limiter.consume(f"k{p.key_id}:rpm", self._rpm)
+            if not state.requests.allowed:
+                raise _refusal(state.requests, "key_requests", "requests of this API key")
+        if self._tpm is not None:
+            state.token_key, state.token_limit = f"k{p.key_id}:tpm", self._tpm
+            # A request larger than the whole budget is charged the whole budget (it could never fit).
+            state.estimate = min(estimate_tokens(ctx), self._tpm.amount)
+            state.tokens = await self.limiter.consume(state.token_key, self._tpm, state.estimate)
+            if not state.tokens.allowed:
+                if self._rpm is not None:
+                    await self.limiter.refund(f"k{p.key_id}:rpm", self._rpm, 1)
+                raise _refusal(state.tokens, "key_tokens", "tokens of this API key")
+        return state
+
+    async def correct(self, ctx: RequestContext, state: RateState) -> None:
+        """After the response: count the tokens really used instead of the estimate."""
+        if state.token_limit is None:
+            return
+        used = ctx.usage.prompt_tokens + ctx.usage.completion_tokens if ctx.usage else 0
+        if used != state.estimate:
+            await self.limiter.adjust(state.token_key, state.token_limit, used - state.estimate)
+
+
+def success_headers(state: RateState) -> list[tuple[bytes, bytes]]:
+    out = []
+    for name, d in (("requests", state.requests), ("tokens", state.tokens)):
+        if d is not None:
+            out += [(f"x-ratelimit-limit-{name}".encode(), str(d.limit).encode()),
+                    (f"x-ratelimit-remaining-{name}".encode(), str(d.remaining).encode()),
+                    (f"x-ratelimit-reset-{name}".encode(), f"{d.reset_s:.3f}s".encode())]
+    return out
