@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gatewayz import __version__
 from gatewayz.api.asgi import Endpoint, Receive, Scope, Send, send_error
 from gatewayz.api.chat import ChatCompletions
+from gatewayz.api.messages import CountTokens, Messages
 from gatewayz.api.middleware import RequestIdMiddleware
 from gatewayz.billing.routes import router as credits_router
 from gatewayz.catalog.routes import router as models_router
@@ -86,7 +87,9 @@ def create_app(settings: Settings) -> Gateway:
     for router in (health_router, models_router, users_router, credits_router, routing_router):
         app.include_router(router)
     chat = ChatCompletions(container)
-    hot = {("POST", "/v1/chat/completions"): chat, ("POST", "/chat/completions"): chat}
+    hot: dict[tuple[str, str], Endpoint] = {
+        ("POST", "/v1/chat/completions"): chat, ("POST", "/chat/completions"): chat,
+        ("POST", "/v1/messages"): Messages(container), ("POST", "/v1/messages/count_tokens"): CountTokens(container)}
     return Gateway(app, hot)
 
 
