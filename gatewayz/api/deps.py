@@ -32,9 +32,14 @@ async def require_admin(principal: Annotated[Principal, Depends(get_principal)])
     return principal
 
 
-async def require_user(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+async def require_user(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     if principal.user_id is None:
         raise PermissionDenied("The admin key has no account of its own; use a user's key.", code="user_required")
+    scopes = principal.restrictions.scopes
+    if scopes is not None:
+        # A scoped key reads with "read"; changing the account needs a key without scope restrictions.
+        if request.method != "GET" or "read" not in scopes:
+            raise PermissionDenied("This API key's scopes do not allow this route.", code="key_scope")
     return principal
 
 

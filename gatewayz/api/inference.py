@@ -76,7 +76,7 @@ class InferenceEndpoint:
         try:
             ctx.raw = await read_body(receive, c.settings.max_body_bytes)
             try:
-                await authenticate(ctx, dict(scope["headers"]), c.keys)
+                await authenticate(ctx, dict(scope["headers"]), c.keys, client_ip(scope))
             except AuthenticationFailed:
                 await c.limits.unauthenticated(client_ip(scope))
                 raise

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gatewayz.api.asgi import Receive, Scope, Send, read_body, send_bytes
-from gatewayz.api.inference import Headers, InferenceEndpoint
+from gatewayz.api.inference import Headers, InferenceEndpoint, client_ip
 from gatewayz.billing.money import nanos_to_json
 from gatewayz.errors import GatewayError, InvalidRequest, UpstreamResponse
 from gatewayz.pipeline.authenticate import authenticate
@@ -100,7 +100,7 @@ class CountTokens:
         ctx = RequestContext(request_id=scope["gw.request_id"], client_request_id=False, endpoint="count_tokens")
         try:
             ctx.raw = await read_body(receive, self.c.settings.max_body_bytes)
-            await authenticate(ctx, dict(scope["headers"]), self.c.keys)
+            await authenticate(ctx, dict(scope["headers"]), self.c.keys, client_ip(scope))
             body = load_json(ctx.raw)
             probe = dict(body)
             probe.setdefault("max_tokens", 1)  # count_tokens takes no max_tokens; validate the rest

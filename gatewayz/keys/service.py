@@ -8,9 +8,11 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from gatewayz.errors import AuthenticationFailed, NotFound
 from gatewayz.keys.crypto import KeyCipher, generate_api_key, looks_like_api_key
+from gatewayz.keys.restrictions import Restrictions
 from gatewayz.keys.revocations import RevocationBus
 from gatewayz.keys.store import KeyRecord, KeyStore
 
@@ -25,6 +27,7 @@ class Principal:
     key_id: int | None
     role: str
     expires_at: float | None = None  # epoch seconds
+    restrictions: Restrictions = Restrictions()
 
     @property
     def is_admin(self) -> bool:
@@ -120,21 +123,44 @@ class KeyService:
         if record is None or not record.is_active or not record.user_active:
             return None
         expires = record.expires_at.timestamp() if record.expires_at else None
-        return Principal(user_id=record.user_id, key_id=record.id, role=record.role, expires_at=expires)
+        return Principal(user_id=record.user_id, key_id=record.id, role=record.role, expires_at=expires,
+                         restrictions=Restrictions.from_row(record.restrictions or {}))
 
-    async def create(self, user_id: int, name: str, expires_at: datetime | None = None) -> CreatedKey:
+    async def create(self, user_id: int, name: str, expires_at: datetime | None = None,
+                     restrictions: dict[str, Any] | None = None, replaces: int | None = None) -> CreatedKey:
         api_key = generate_api_key()
         now = datetime.now(UTC)
         key_hash = self._cipher.lookup_hash(api_key)
         key_id = await self._store.insert(user_id=user_id, name=name, key_hash=key_hash,
                                           encrypted_key=self._cipher.encrypt(api_key), last4=api_key[-4:],
-                                          expires_at=expires_at, now=now)
+                                          expires_at=expires_at, now=now, restrictions=restrictions,
+                                          replaces=replaces)
         self._unknown.pop(api_key)
+        if replaces is not None:
+            await self._revocations.publish(replaces)
         return CreatedKey(id=key_id, name=name, api_key=api_key, last4=api_key[-4:], created_at=now,
                           expires_at=expires_at)
 
     async def list(self, user_id: int) -> list[KeyRecord]:
         return await self._store.list_for_user(user_id)
+
+    async def get(self, user_id: int, key_id: int) -> KeyRecord:
+        record = await self._store.get(user_id, key_id)
+        if record is None:
+            raise NotFound(f"No API key {key_id} for this user.", code="api_key_not_found")
+        return record
+
+    async def update(self, user_id: int, key_id: int, values: dict[str, Any]) -> KeyRecord:
+        """Change a key's name or restrictions; every worker drops its cached copy at once."""
+        if values and not await self._store.update(user_id, key_id, values):
+            raise NotFound(f"No API key {key_id} for this user.", code="api_key_not_found")
+        await self._revocations.publish(key_id)
+        return await self.get(user_id, key_id)
+
+    async def rotate(self, user_id: int, key_id: int) -> CreatedKey:
+        """A new secret with the same name and restrictions; the old one stops working at once."""
+        old = await self.get(user_id, key_id)
+        return await self.create(user_id, old.name, old.expires_at, old.restrictions, replaces=key_id)
 
     async def delete(self, user_id: int, key_id: int) -> None:
         if await self._store.deactivate(user_id, key_id) is None:

@@ -18,12 +18,17 @@ def credential(headers: dict[bytes, bytes]) -> str | None:
     return key.decode("latin-1").strip() if key else None
 
 
-async def authenticate(ctx: RequestContext, headers: dict[bytes, bytes], keys: KeyService) -> None:
+async def authenticate(ctx: RequestContext, headers: dict[bytes, bytes], keys: KeyService, ip: str) -> None:
     token = credential(headers)
     if token is None:
         raise AuthenticationFailed("Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`.",
                                    code="missing_api_key")
-    ctx.principal = await keys.authenticate(token)
-    if ctx.principal.user_id is None:
+    ctx.principal = p = await keys.authenticate(token)
+    if p.user_id is None:
         raise PermissionDenied("The admin key manages the gateway; create a user key for inference "
                                "(`gatewayz users create`).", code="admin_key_not_for_inference")
+    r = p.restrictions
+    r.check_scope("inference")
+    r.check_ip(ip)
+    referrer = headers.get(b"referer") or headers.get(b"origin")
+    r.check_referrer(referrer.decode("latin-1") if referrer else None)

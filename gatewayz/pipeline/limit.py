@@ -65,20 +65,25 @@ class RateLimits:
             d = await self.limiter.consume(f"u{p.user_id}:rpm", self._user_rpm)
             if not d.allowed:
                 raise _refusal(d, "user_requests", "requests of this account")
-        if self._rpm is not None:
-            state.requests = await self.limiter.consume(f"k{p.key_id}:rpm", self._rpm)
+        rpm, tpm = self.key_limits(p.restrictions.rpm_limit, p.restrictions.tpm_limit)
+        if rpm is not None:
+            state.requests = await self.limiter.consume(f"k{p.key_id}:rpm", rpm)
             if not state.requests.allowed:
                 raise _refusal(state.requests, "key_requests", "requests of this API key")
-        if self._tpm is not None:
-            state.token_key, state.token_limit = f"k{p.key_id}:tpm", self._tpm
+        if tpm is not None:
+            state.token_key, state.token_limit = f"k{p.key_id}:tpm", tpm
             # A request larger than the whole budget is charged the whole budget (it could never fit).
-            state.estimate = min(estimate_tokens(ctx), self._tpm.amount)
-            state.tokens = await self.limiter.consume(state.token_key, self._tpm, state.estimate)
+            state.estimate = min(estimate_tokens(ctx), tpm.amount)
+            state.tokens = await self.limiter.consume(state.token_key, tpm, state.estimate)
             if not state.tokens.allowed:
-                if self._rpm is not None:
-                    await self.limiter.refund(f"k{p.key_id}:rpm", self._rpm, 1)
+                if rpm is not None:
+                    await self.limiter.refund(f"k{p.key_id}:rpm", rpm, 1)
                 raise _refusal(state.tokens, "key_tokens", "tokens of this API key")
         return state
+
+    def key_limits(self, rpm: int | None, tpm: int | None) -> tuple[Limit | None, Limit | None]:
+        """A key's own limits where it has them, else the configured defaults."""
+        return (Limit(rpm, MINUTE) if rpm else self._rpm, Limit(tpm, MINUTE) if tpm else self._tpm)
 
     async def correct(self, ctx: RequestContext, state: RateState) -> None:
         """After the response: count the tokens really used instead of the estimate."""

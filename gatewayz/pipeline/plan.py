@@ -24,7 +24,12 @@ def plan(ctx: RequestContext, c: Container, scope: Any) -> None:
         ctx.entry = c.routers.choose(ctx.requested_model, ctx.body).entry
     else:
         ctx.entry = c.catalog.resolve(ctx.requested_model)
+    allowed = ctx.principal.restrictions if ctx.principal else None
+    if allowed is not None:
+        allowed.check_model(ctx.entry.id, ctx.requested_model, *ctx.entry.aliases)
     prefs = parse_prefs(ctx.body)
     fallbacks = fallback_models(ctx.body, c.catalog, ctx.entry)
+    if allowed is not None and allowed.allowed_models is not None:
+        fallbacks = [f for f in fallbacks if f.id in allowed.allowed_models]
     ctx.session = _session(ctx, scope) if ctx.entry.routing == "weighted" else None
     ctx.candidates = c.planner.plan(ctx.entry, ctx.requested_model, ctx.body, fallbacks, prefs, ctx.session)

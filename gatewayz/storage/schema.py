@@ -65,6 +65,13 @@ api_keys = sa.Table(
     sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.Column("expires_at", Timestamp, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
+    # Restrictions (null = none): model ids, scopes, IPs / CIDR ranges, referrer hosts, per-key rate limits.
+    sa.Column("allowed_models", sa.JSON(), nullable=True),
+    sa.Column("scopes", sa.JSON(), nullable=True),
+    sa.Column("allowed_ips", sa.JSON(), nullable=True),
+    sa.Column("allowed_referrers", sa.JSON(), nullable=True),
+    sa.Column("rpm_limit", sa.Integer(), nullable=True),
+    sa.Column("tpm_limit", sa.Integer(), nullable=True),
 )
 
 credit_transactions = sa.Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,7 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gatewayz.api.deps import Admin, ContainerDep, User
 from gatewayz.billing.money import nanos_to_json, usd_to_nanos
-from gatewayz.errors import Conflict, InvalidRequest
+from gatewayz.errors import Conflict, InvalidRequest, RateLimited
+from gatewayz.keys.restrictions import RestrictionsIn
+from gatewayz.keys.store import RESTRICTION_COLUMNS
+from gatewayz.limits.limiter import Limit
 from gatewayz.users.store import EmailTaken
 
 router = APIRouter()
@@ -34,8 +38,7 @@ class NewUser(BaseModel):
         return v.lower()
 
 
-class NewKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NewKey(RestrictionsIn):
     name: str = Field(default="default", min_length=1, max_length=100, pattern=r"^[\w .\-]+$")
     expires_at: datetime | None = None
 
@@ -50,9 +53,17 @@ class NewKey(BaseModel):
         return v
 
 
+KEY_CREATION = Limit(10, 3600)  # keys a user may create per hour
+
+
 def key_json(k: Any) -> dict[str, Any]:
     return {"id": k.id, "name": k.name, "last4": k.last4, "created_at": k.created_at,
-            "expires_at": k.expires_at}
+            "expires_at": k.expires_at, **(k.restrictions or {})}
+
+
+def _restrictions(body: BaseModel) -> dict[str, Any]:
+    """Only the restriction fields the client sent (null clears one)."""
+    return {f: getattr(body, f) for f in RESTRICTION_COLUMNS if f in body.model_fields_set}
 
 
 @router.post("/admin/users", status_code=201, tags=["admin"])
@@ -85,9 +96,69 @@ async def balance(user: User, c: ContainerDep) -> dict[str, Any]:
 @router.post("/user/api-keys", status_code=201, tags=["user"])
 async def create_key(body: NewKey, user: User, c: ContainerDep) -> dict[str, Any]:
     assert user.user_id is not None
-    key = await c.keys.create(user.user_id, body.name, body.expires_at)
+    d = await c.limits.limiter.consume(f"u{user.user_id}:keys", KEY_CREATION)
+    if not d.allowed:
+        after = max(1, math.ceil(d.retry_after_s))
+        raise RateLimited(f"At most {KEY_CREATION.amount} keys an hour; retry after {after}s.",
+                          headers={"retry-after": str(after), "x-ratelimit-limit": str(d.limit),
+                                   "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(math.ceil(d.reset_s)),
+                                   "x-ratelimit-reason": "key_creation"})
+    key = await c.keys.create(user.user_id, body.name, body.expires_at, _restrictions(body))
     return {"id": key.id, "name": key.name, "api_key": key.api_key, "last4": key.last4,
+            "created_at": key.created_at, "expires_at": key.expires_at, **_restrictions(body)}
+
+
+class KeyUpdate(RestrictionsIn):
+    name: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[\w .\-]+$")
+
+
+@router.put("/user/api-keys/{key_id}", tags=["user"])
+async def update_key(key_id: int, body: KeyUpdate, user: User, c: ContainerDep) -> dict[str, Any]:
+    assert user.user_id is not None
+    values = _restrictions(body)
+    if body.name is not None:
+        values["name"] = body.name
+    return key_json(await c.keys.update(user.user_id, key_id, values))
+
+
+@router.post("/user/api-keys/{key_id}/rotate", status_code=201, tags=["user"])
+async def rotate_key(key_id: int, user: User, c: ContainerDep) -> dict[str, Any]:
+    """A new secret with the same name and restrictions; the old key stops working at once."""
+    assert user.user_id is not None
+    key = await c.keys.rotate(user.user_id, key_id)
+    return {"id": key.id, "name": key.name, "api_key": key.api_key, "last4": key.last4, "replaces": key_id,
             "created_at": key.created_at, "expires_at": key.expires_at}
+
+
+class KeyLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rpm_limit: int | None = Field(default=None, ge=1, le=10_000_000)
+    tpm_limit: int | None = Field(default=None, ge=1, le=10_000_000_000)
+
+
+async def _limits_json(c: Any, k: Any) -> dict[str, Any]:
+    r = k.restrictions or {}
+    rpm, tpm = c.limits.key_limits(r.get("rpm_limit"), r.get("tpm_limit"))
+    out: dict[str, Any] = {"key_id": k.id, "name": k.name, "rpm_limit": r.get("rpm_limit"),
+                           "tpm_limit": r.get("tpm_limit")}
+    for name, limit in (("requests", rpm), ("tokens", tpm)):
+        now = await c.limits.limiter.peek(f"k{k.id}:{'rpm' if name == 'requests' else 'tpm'}", limit) if limit else None
+        out[name] = {"per_minute": limit.amount, "remaining": now.remaining if now else None} if limit else None
+    return out
+
+
+@router.get("/user/rate-limits", tags=["user"])
+async def rate_limits(user: User, c: ContainerDep) -> dict[str, Any]:
+    """Each key's effective limits per minute (its own, else the gateway's defaults) and what is left now."""
+    assert user.user_id is not None
+    return {"data": [await _limits_json(c, k) for k in await c.keys.list(user.user_id)]}
+
+
+@router.put("/user/rate-limits/{key_id}", tags=["user"])
+async def set_rate_limits(key_id: int, body: KeyLimits, user: User, c: ContainerDep) -> dict[str, Any]:
+    assert user.user_id is not None
+    values: dict[str, Any] = {f: getattr(body, f) for f in ("rpm_limit", "tpm_limit") if f in body.model_fields_set}
+    return await _limits_json(c, await c.keys.update(user.user_id, key_id, values))
 
 
 @router.get("/user/api-keys", tags=["user"])
