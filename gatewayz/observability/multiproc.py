@@ -54,7 +54,8 @@ class Binding:
             self.value_class = values.MutexValue
         else:
             os.makedirs(self.directory, exist_ok=True)
-            self.value_class = values.MultiProcessValue(process_identifier=self.identity)
+            self.value_class = values.MultiProcessValue(  # type: ignore[no-untyped-call]
+                process_identifier=self.identity)
 
     @property
     def multiprocess(self) -> bool:
@@ -90,6 +91,29 @@ class Binding:
                     pass
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prune_dead_live_gauges(directory: str) -> None:
+    """Delete the live-gauge files of workers that are gone (a crash skips `remove_live_files`), so an
+    in-flight count never includes requests of a process that no longer exists."""
+    for f in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        identity = os.path.basename(f)[:-3].rsplit("_", 1)[-1]
+        pid = identity.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.remove(f)
+            except FileNotFoundError:
+                pass
+
+
 class ExemplarStore:
     """The latest exemplar of each histogram bucket this process observed, keyed by metric name, the
     series' labels and the bucket's `le`. Bounded by series x buckets, and series are capped by labels."""
@@ -101,7 +125,7 @@ class ExemplarStore:
     def record(self, name: str, labels: dict[str, str], bounds: Sequence[float], value: float,
                exemplar: dict[str, str], at: float) -> None:
         le = next((b for b in bounds if value <= b), float("inf"))
-        key = (name, tuple(sorted(labels.items())), floatToGoString(le))
+        key = (name, tuple(sorted(labels.items())), str(floatToGoString(le)))  # type: ignore[no-untyped-call]
         with self._lock:
             self._latest[key] = Exemplar(exemplar, value, at)
 
@@ -118,10 +142,12 @@ class MultiprocessSource:
     """Collects the merged files of every worker, with this worker's exemplars added to bucket samples."""
 
     def __init__(self, directory: str, exemplars: ExemplarStore) -> None:
-        self._inner = MultiProcessCollector(None, path=directory)
+        self._inner = MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
+        self._directory = directory
         self._exemplars = exemplars
 
     def collect(self) -> Iterable[Metric]:
+        prune_dead_live_gauges(self._directory)
         families: Iterable[Metric] = self._inner.collect()  # type: ignore[no-untyped-call]
         for family in sorted(families, key=lambda f: f.name):
             if family.type == "histogram":
