@@ -22,6 +22,7 @@ from gatewayz.catalog.routes import router as models_router
 from gatewayz.container import Container
 from gatewayz.errors import GatewayError, InvalidRequest, status_error
 from gatewayz.health.routes import router as health_router
+from gatewayz.observability.routes import router as metrics_router
 from gatewayz.routing.routes import router as routing_router
 from gatewayz.settings import Settings, load_settings
 from gatewayz.users.routes import router as users_router
@@ -84,7 +85,7 @@ def create_app(settings: Settings) -> Gateway:
         err.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return _error_response(err)
 
-    for router in (health_router, models_router, users_router, credits_router, routing_router):
+    for router in (health_router, models_router, users_router, credits_router, routing_router, metrics_router):
         app.include_router(router)
     chat = ChatCompletions(container)
     hot: dict[tuple[str, str], Endpoint] = {
@@ -105,12 +106,13 @@ class Gateway:
         self._hot_paths: dict[str, str] = {}
         for method, path in hot:
             self._hot_paths[path] = ", ".join(filter(None, [self._hot_paths.get(path), method]))
-        self._entry = RequestIdMiddleware(self._route)
+        self._entry = RequestIdMiddleware(self._route, api.state.container.metrics.http_request)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             endpoint = self._hot.get((scope["method"], scope["path"]))
             if endpoint is not None:
+                scope["gw.route"] = scope["path"]
                 await endpoint(scope, receive, send)
                 return
             allowed = self._hot_paths.get(scope["path"])

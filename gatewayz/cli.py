@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
@@ -39,11 +38,20 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from gatewayz.observability.logging import configure_logging
+    from gatewayz.observability.multiproc import reset_multiprocess_dir
+
     settings = _settings(args)
+    if settings.workers > 1 and settings.metrics_dir is None:
+        # Every worker writes its metrics here and /metrics, on any worker, adds them all up.
+        settings = settings.model_copy(update={"metrics_dir": settings.data_dir / "metrics"})
+    if settings.metrics_dir is not None:
+        reset_multiprocess_dir(str(settings.metrics_dir))
     asyncio.run(_with_container(settings, lambda _: asyncio.sleep(0)))  # migrate once, before any worker
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_json)
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "loop": "uvloop", "http": "httptools",
-                              "access_log": False, "log_level": settings.log_level, "timeout_graceful_shutdown": 30}
+                              "access_log": False, "log_level": settings.log_level, "timeout_graceful_shutdown": 30,
+                              "log_config": None}
     if settings.workers == 1:
         from gatewayz.app import create_app
         uvicorn.run(create_app(settings), **common)

@@ -19,6 +19,7 @@ from gatewayz.keys.service import KeyService
 from gatewayz.keys.store import KeyStore
 from gatewayz.limits.limiter import MemoryLimiter
 from gatewayz.limits.store_redis import RedisLimiter
+from gatewayz.observability.metrics import Metrics
 from gatewayz.pipeline.dispatch import Dispatcher
 from gatewayz.pipeline.limit import RateLimits
 from gatewayz.providers.engine import Engine
@@ -71,9 +72,11 @@ class Container:
             models += builtin_models(set(self.providers), taken)
         self.catalog = Catalog(models)
         self.stats = Stats()
+        self.metrics = Metrics(str(settings.metrics_dir) if settings.metrics_dir else None)
         r = settings.routing
         policy = BreakerPolicy(r.breaker.failure_threshold, r.breaker.cooldown_s, r.breaker.half_open_successes)
         self.breakers = RedisBreakers(policy, self.redis) if self.redis is not None else MemoryBreakers(policy)
+        self.breakers.on_transition = self.metrics.breaker_transition
         self.provider_stats = ProviderStats(r.ewma_alpha)
         self.planner = Planner(self.providers, self.breakers, self.provider_stats)
         limiter = RedisLimiter(self.redis) if self.redis is not None else MemoryLimiter()
@@ -108,6 +111,7 @@ class Container:
         await self.revocations.close()
         await self.breakers.close()
         await self.limits.limiter.close()
+        self.metrics.close()
         if self.redis is not None:
             await self.redis.aclose()
         if self._http is not None:

@@ -186,6 +186,9 @@ class Settings(_Strict):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     request_deadline_s: float = Field(default=600.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True                       # one JSON object a line (request id, trace id); false: text
+    metrics_public: bool = False                # GET /metrics without the admin key (for a private network)
+    metrics_dir: Path | None = None             # prometheus multiprocess directory; `serve --workers N` sets it
     credits: CreditsConfig = Field(default_factory=CreditsConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -270,6 +273,7 @@ ENV_OVERRIDES = {
     "GATEWAYZ_ENCRYPTION_KEY": "encryption_key",
     "GATEWAYZ_DATA_DIR": "data_dir",
     "GATEWAYZ_WORKERS": "workers",
+    "GATEWAYZ_METRICS_DIR": "metrics_dir",
 }
 
 
@@ -307,3 +311,11 @@ def worker_environment(config_path: str | Path | None, settings: Settings) -> No
     if config_path:
         os.environ["GATEWAYZ_CONFIG"] = str(Path(config_path).resolve())
     os.environ["GATEWAYZ_WORKERS"] = str(settings.workers)
+    if settings.metrics_dir is not None:
+        os.environ["GATEWAYZ_METRICS_DIR"] = str(settings.metrics_dir.resolve())
+
+
+def export_process_env(name: str, value: str) -> None:
+    """For libraries configured only through the environment (prometheus-client's multiprocess directory)."""
+    if os.environ.get(name) != value:
+        os.environ[name] = value

@@ -13,7 +13,7 @@ import orjson
 
 from gatewayz.api.asgi import Receive, Scope, Send, read_body, send_bytes
 from gatewayz.billing.money import nanos_to_usd
-from gatewayz.errors import AuthenticationFailed, GatewayError, UpstreamResponse
+from gatewayz.errors import AuthenticationFailed, GatewayError, RateLimited, UpstreamResponse
 from gatewayz.pipeline.authenticate import authenticate
 from gatewayz.pipeline.context import RequestContext, Usage
 from gatewayz.pipeline.limit import success_headers
@@ -70,9 +70,22 @@ class InferenceEndpoint:
         self.dialect = dialect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        c, d = self.c, self.dialect
+        c = self.c
         ctx = RequestContext(request_id=scope["gw.request_id"], client_request_id=scope["gw.client_request_id"],
-                             endpoint=d.endpoint)
+                             endpoint=self.dialect.endpoint)
+        c.metrics.in_flight(ctx.endpoint, 1)
+        try:
+            await self._serve(ctx, scope, receive, send)
+        finally:
+            c.metrics.in_flight(ctx.endpoint, -1)
+            c.metrics.request_done(ctx)
+            if ctx.hold is not None:
+                c.metrics.credits("reserved", ctx.hold.amount)
+                c.metrics.credits("settled", ctx.cost_nanos)
+                c.metrics.credits("refunded", ctx.hold.amount - ctx.cost_nanos)
+
+    async def _serve(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
+        c, d = self.c, self.dialect
         try:
             ctx.raw = await read_body(receive, c.settings.max_body_bytes)
             try:
@@ -92,10 +105,14 @@ class InferenceEndpoint:
                 await c.limits.correct(ctx, ctx.rate)
                 raise
         except GatewayError as exc:
+            ctx.status, ctx.error_code = exc.status, exc.code
+            if isinstance(exc, RateLimited):
+                c.metrics.rate_limited(str(exc.extra.get("reason", "upstream")))
             status, body, headers = d.error(exc)
             await send_bytes(send, status, body, headers=headers)
             return
         except UpstreamResponse as r:
+            ctx.status = r.status
             status, body, ctype = d.client_error(r)
             await send_bytes(send, status, body, ctype, [(k.encode(), v.encode()) for k, v in r.headers.items()])
             return
@@ -178,6 +195,7 @@ class StreamTracker:
             if not isinstance(obj, dict):
                 # Never dropped silently: logged with the provider and counted.
                 self.c.stats.malformed_chunks += 1
+                self.c.metrics.stream_chunk_problem(self.ctx.provider or "none", "malformed")
                 log.warning("provider %s sent an unreadable stream chunk: %.200r", self.ctx.provider, data)
                 continue
             if "error" in obj and not obj.get("choices"):
@@ -217,6 +235,7 @@ class StreamTracker:
             cost = finish(ctx, self.c.credits, self.c.provider_stats)
             return renderer.end(None if usage.estimated else self.usage_raw, usage, cost)
         self.c.stats.interrupted_streams += 1
+        self.c.metrics.stream_chunk_problem(ctx.provider or "none", "interrupted")
         log.warning("stream from %s for %s ended early (%s)", ctx.provider, ctx.request_id, failure)
         ctx.usage = estimate_usage(ctx, self.chars)
         ctx.error_code = "upstream_stream_interrupted"

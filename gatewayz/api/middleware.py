@@ -6,6 +6,8 @@ import itertools
 import logging
 import os
 import re
+import time
+from collections.abc import Callable
 
 from gatewayz.api.asgi import Message, Receive, Scope, Send, send_error
 from gatewayz.errors import GatewayError, InvalidRequest
@@ -28,9 +30,15 @@ class _RequestIds:
 new_request_id = _RequestIds()
 
 
+Observe = Callable[[str, str, int, float], None]  # route template, method, status, seconds
+
+
 class RequestIdMiddleware:
-    def __init__(self, app: object) -> None:
+    """Also reports every HTTP exchange (route template, method, status, duration) to `observe`."""
+
+    def __init__(self, app: object, observe: Observe | None = None) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,6 +58,7 @@ class RequestIdMiddleware:
         scope["gw.request_id"] = rid
         scope["gw.client_request_id"] = given is not None
         send_with_id = _WithId(send, rid)
+        started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)  # type: ignore[operator]
         except Exception:
@@ -57,20 +66,26 @@ class RequestIdMiddleware:
             if not send_with_id.started:
                 await send_error(send_with_id, GatewayError("Internal error; quote the X-Request-ID if you "
                                                             "report it."))
+        if self.observe is not None:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or scope.get("gw.route") or "unmatched"
+            self.observe(template, scope["method"], send_with_id.status, time.perf_counter() - started)
 
 
 class _WithId:
     """Adds X-Request-ID to the response start and remembers whether the response has started."""
 
-    __slots__ = ("_send", "_header", "started")
+    __slots__ = ("_send", "_header", "started", "status")
 
     def __init__(self, send: Send, rid: str) -> None:
         self._send = send
         self._header = (b"x-request-id", rid.encode())
         self.started = False
+        self.status = 500
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
+            self.status = message["status"]
             message["headers"] = [*message.get("headers", ()), self._header]
         await self._send(message)

@@ -27,6 +27,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
+from gatewayz.settings import export_process_env
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_MODES = ("liveall", "livemin", "livemax", "livesum", "livemostrecent")
 # prometheus-client's value-class global is process-wide, so the lock that guards swapping it is too.
@@ -71,8 +73,8 @@ class Binding:
             before = values.ValueClass
             values.ValueClass = self.value_class
             # The mmap files are (re)opened under this directory on first use and after a fork.
-            if self.directory is not None and os.environ.get(ENV) != self.directory:
-                os.environ[ENV] = self.directory
+            if self.directory is not None:
+                export_process_env(ENV, self.directory)
             try:
                 yield
             finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -56,6 +57,7 @@ class MemoryBreakers:
         self._b: dict[str, Breaker] = {}
         self._trials: dict[str, float] = {}   # half-open keys with a trial request in flight (this process)
         self.transitions: Counter[tuple[str, str, str]] = Counter()
+        self.on_transition: Callable[[str, str, str], None] = lambda key, before, after: None
 
     def allows(self, key: str) -> bool:
         b = self._b.get(key)
@@ -112,6 +114,7 @@ class MemoryBreakers:
     def _count(self, key: str, before: State, after: State) -> None:
         if before != after:
             self.transitions[(key, before, after)] += 1
+            self.on_transition(key, before, after)
             log.warning("circuit breaker %s: %s -> %s", key, before, after)
 
     def apply(self, key: str, state: State, failures: int, successes: int, opened_at: float) -> None:

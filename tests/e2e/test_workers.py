@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from gatewayz.storage.db import create_engine
 from gatewayz.storage.schema import credit_transactions, users
@@ -117,3 +118,11 @@ def test_two_workers_share_one_balance_and_revocations(cluster: Any, emu_a: Emul
     httpx.delete(f"{keys_url}/{second['id']}", headers={"Authorization": f"Bearer {key}"}).raise_for_status()
     codes = [httpx.post(url + "/v1/chat/completions", headers=auth2, json=body).status_code for _ in range(12)]
     assert codes == [401] * 12
+
+    # Whichever worker answers /metrics, it reports every worker's requests: the 48 of the burst, the 12
+    # served with the second key and the 12 refused once it was revoked.
+    for _ in range(4):
+        text = httpx.get(url + "/metrics", headers=admin).text
+        total = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                    if s.name == "inference_requests_total")
+        assert total == 48 + 12 + 12

@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics (`observability.metrics`) and structured logs (`observability.logging`)."""
