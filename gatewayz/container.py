@@ -103,6 +103,13 @@ class Container:
         if self.settings.routing.probes.enabled:
             self.prober.start(self.engine)
 
+    def http_pool_stats(self) -> dict[str, int]:
+        connector = self._http.connector if self._http is not None else None
+        if connector is None:
+            return {}
+        return {"open": sum(len(v) for v in getattr(connector, "_conns", {}).values()),
+                "acquired": len(getattr(connector, "_acquired", ()))}
+
     async def stop(self) -> None:
         """Drain pending settlements first, then close the connections."""
         await self.prober.stop()

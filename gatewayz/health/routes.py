@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from gatewayz import __version__
-from gatewayz.api.deps import ContainerDep
+from gatewayz.api.deps import Admin, ContainerDep
+from gatewayz.storage.migrate import pending
 from gatewayz.storage.redis import check as check_redis
 
 router = APIRouter(tags=["health"])
+STARTED = time.monotonic()
 _QUICK = b'{"status":"ok"}'
 
 
@@ -48,3 +52,41 @@ async def health(c: ContainerDep) -> dict[str, Any]:
 @router.get("/health/quick")
 async def quick() -> Response:
     return Response(_QUICK, media_type="application/json")
+
+
+@router.get("/health/ready")
+async def ready(c: ContainerDep) -> Response:
+    """Readiness for load balancers and Kubernetes: 503 while the database is unreachable or behind the
+    newest migration, so no traffic reaches an instance that cannot serve it."""
+    try:
+        behind = await pending(c.db)
+    except Exception as exc:  # noqa: BLE001 - unreachable, whatever the reason
+        return JSONResponse({"ready": False, "reason": f"database unreachable ({type(exc).__name__})"}, 503)
+    if behind:
+        return JSONResponse({"ready": False, "reason": "database migrations pending: run `gatewayz migrate`"}, 503)
+    return JSONResponse({"ready": True})
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@router.get("/health/system")
+async def system(_: Admin, c: ContainerDep) -> dict[str, Any]:
+    """Memory, CPU and connection pools of this worker."""
+    times = os.times()
+    pool = c.db.pool
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"pid": os.getpid(), "uptime_s": round(time.monotonic() - STARTED, 1),
+            "memory": {"rss_bytes": _rss_bytes(), "max_rss_bytes": max_rss},
+            "cpu": {"user_s": times.user, "system_s": times.system, "load_average": list(os.getloadavg())},
+            "database_pool": {"status": pool.status(), "checked_out": getattr(pool, "checkedout", lambda: None)()},
+            "upstream_connections": c.http_pool_stats(),
+            "settlements": {"write_failures": c.writer.failures}}

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from gatewayz import __version__
 from gatewayz.keys.crypto import KeyCipher
+from gatewayz.settings import Settings
 from gatewayz.storage.schema import api_keys, credit_transactions, users
 from tests.emulator import Emulator
 from tests.gateway_server import ADMIN_KEY, GatewayServer
@@ -384,3 +385,20 @@ def test_cli_rejects_bad_config_without_traceback(tmp_path: Path, config: str, n
     output = r.stdout + r.stderr
     assert named in output, output
     assert "Traceback" not in output
+
+
+def test_readiness_and_system(gateway: GatewayServer, tmp_path: Path) -> None:
+    ready = httpx.get(gateway.url + "/health/ready")
+    assert ready.status_code == 200 and ready.json() == {"ready": True}
+    system = httpx.get(gateway.url + "/health/system", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
+    assert system["memory"]["rss_bytes"] > 10_000_000 and "status" in system["database_pool"]
+    assert httpx.get(gateway.url + "/health/system").status_code == 401
+    # A database behind the newest migration: not ready, but /health still answers 200.
+    stale = GatewayServer(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", admin_key=ADMIN_KEY,
+                            data_dir=tmp_path)).start()
+    try:
+        r = httpx.get(stale.url + "/health/ready")
+        assert r.status_code == 503 and "migrations pending" in r.json()["reason"]
+        assert httpx.get(stale.url + "/health").status_code == 200
+    finally:
+        stale.stop()
