@@ -9,7 +9,7 @@ import httpx
 
 from tests.gateway_server import ADMIN_KEY, GatewayServer
 
-PUBLIC = {"/health", "/health/quick", "/v1/models", "/v1/models/{model_id}", "/health/models",
+PUBLIC = {"/health", "/health/quick", "/health/ready", "/v1/models", "/v1/models/{model_id}", "/health/models",
           "/health/models/uptime", "/v1/status", "/code-router/tiers", "/general-router/settings/options",
           "/openapi.json", "/docs", "/docs/oauth2-redirect"}
 ADMIN_PREFIXES = ("/admin/", "/credits/add", "/circuit-breakers", "/health/providers", "/health/monitoring",
