@@ -203,21 +203,14 @@ class StreamTracker:
                 self.done = True
                 break
             usage = obj.get("usage")
-            if isinstance(usage, dict):
+            if usage is not None and isinstance(usage, dict):
                 self.usage_raw = usage
             choices = obj.get("choices")
-            if not choices and usage is not None:
-                continue  # the usage-only chunk: each dialect reports usage its own way at the end
-            for ch in choices or ():
-                delta = ch.get("delta") if isinstance(ch, dict) else None
-                if isinstance(delta, dict):
-                    content = delta.get("content")
-                    if isinstance(content, str):
-                        self.chars += len(content)
-                    for tc in delta.get("tool_calls") or ():
-                        fn = tc.get("function") if isinstance(tc, dict) else None
-                        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                            self.chars += len(fn["arguments"])
+            if not choices:
+                if usage is not None:
+                    continue  # the usage-only chunk: each dialect reports usage its own way at the end
+            else:
+                self.chars += _delivered(choices)
             out.append(obj)
         return out
 
@@ -246,6 +239,26 @@ class StreamTracker:
             detail = str(self.upstream_error.get("message", ""))[:400]
             message = f"The upstream provider reported an error mid-stream: {detail}"
         return renderer.fail(message)
+
+
+def _delivered(choices: Any) -> int:
+    """Characters of text and tool arguments in one chunk's deltas (for billing a stream cut midway)."""
+    n = 0
+    try:
+        for ch in choices:
+            delta = ch["delta"]
+            content = delta.get("content")
+            if content:
+                n += len(content)
+            calls = delta.get("tool_calls")
+            if calls:
+                for tc in calls:
+                    args = (tc.get("function") or {}).get("arguments")
+                    if args:
+                        n += len(args)
+    except (KeyError, TypeError, AttributeError):
+        pass  # an odd chunk still goes to the client; it just adds nothing to the estimate
+    return n
 
 
 def content_chars(data: dict[str, Any]) -> int:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 
-from gatewayz.billing.store import LedgerStore, Settlement
+from gatewayz.billing.store import DuplicateHold, LedgerStore, Settlement
 from gatewayz.billing.writer import SettlementWriter
 from gatewayz.errors import Conflict, InsufficientCredits, NotFound
 
@@ -68,12 +69,16 @@ class _Account:
 
 class MemoryAuthority:
     RELOAD_AFTER_S = 30.0
+    RECENT = 100_000  # settled request ids remembered after they are written
 
     def __init__(self, store: LedgerStore, writer: SettlementWriter) -> None:
         self._store = store
         self._writer = writer
         self._accounts: dict[int, _Account] = {}
         self._open: dict[tuple[int, str], int] = {}  # holds and settlements not yet durable
+        # Closes the gap between the database check for a reused request id and the hold: a settlement that
+        # becomes durable in between is still known here.
+        self._recent: OrderedDict[tuple[int, str], None] = OrderedDict()
 
     async def _account(self, user_id: int) -> _Account:
         acct = self._accounts.get(user_id)
@@ -100,7 +105,7 @@ class MemoryAuthority:
     async def reserve(self, user_id: int, request_id: str, amount: int) -> Hold:
         acct = await self._account(user_id)
         key = (user_id, request_id)
-        if key in self._open:
+        if key in self._open or key in self._recent:
             raise duplicate(request_id)
         available = acct.balance - acct.held - acct.pending
         if amount > available:
@@ -124,6 +129,9 @@ class MemoryAuthority:
             acct.balance -= charged
             acct.generation += 1
             self._open.pop(key, None)
+            self._recent[key] = None
+            if len(self._recent) > self.RECENT:
+                self._recent.popitem(last=False)
 
         self._writer.submit(settlement, done)
         return cost
@@ -158,7 +166,7 @@ class SqlAuthority:
     async def reserve(self, user_id: int, request_id: str, amount: int) -> Hold:
         try:
             remaining = await self._store.hold(user_id, request_id, amount, datetime.now(UTC) + self._ttl)
-        except IntegrityError:
+        except (IntegrityError, DuplicateHold):
             raise duplicate(request_id) from None
         if remaining is None:
             state = await self._store.balances(user_id)

@@ -40,6 +40,10 @@ class UnknownUser(Exception):
     pass
 
 
+class DuplicateHold(Exception):
+    """The request id was already settled (its transaction is rolled back)."""
+
+
 class NegativeBalance(Exception):
     pass
 
@@ -136,6 +140,11 @@ class LedgerStore:
                 return None
             await conn.execute(credit_holds.insert().values(user_id=user_id, request_id=request_id,
                                                             amount_nanos=amount, expires_at=expires_at))
+            # A request id whose settlement committed after the caller's own check is a duplicate too.
+            settled = await conn.execute(sa.select(sa.literal(1)).where(
+                usage_records.c.user_id == user_id, usage_records.c.request_id == request_id))
+            if settled.first() is not None:
+                raise DuplicateHold(request_id)
             return int(remaining)
 
     async def release(self, user_id: int, request_id: str) -> None:

@@ -26,17 +26,16 @@ class SSEParser:
             if buf.endswith(b"\r"):  # maybe half of a CRLF split across reads
                 buf, carry = buf[:-1], b"\r"
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *blocks, rest = buf.split(b"\n\n")
+        self._buf = rest + carry
         out: list[bytes] = []
-        start = 0
-        while True:
-            end = buf.find(b"\n\n", start)
-            if end < 0:
-                break
-            data = _event_data(buf[start:end], self)
-            if data is not None:
-                out.append(data)
-            start = end + 2
-        self._buf = buf[start:] + carry
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:
+                out.append(block[6:])  # the common case: one data line
+            elif block:
+                data = _event_data(block, self)
+                if data is not None:
+                    out.append(data)
         return out
 
     def tail(self) -> bytes:
@@ -45,8 +44,6 @@ class SSEParser:
 
 
 def _event_data(block: bytes, parser: SSEParser) -> bytes | None:
-    if block.startswith(b"data: ") and b"\n" not in block:
-        return block[6:]  # the common case: one data line
     parts: list[bytes] = []
     for line in block.split(b"\n"):
         if line.startswith(b"data:"):

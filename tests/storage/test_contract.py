@@ -180,3 +180,18 @@ async def test_key_store(engine: AsyncEngine) -> None:
     with pytest.raises(IntegrityError):
         await keys.insert(user_id=uid, name="k2", key_hash="a" * 64, encrypted_key="c", last4="abcd",
                           expires_at=None, now=now)
+
+
+async def test_settled_request_id_cannot_be_held_again(engine: AsyncEngine,
+                                                       authority: MemoryAuthority | SqlAuthority) -> None:
+    """The window between the caller's database check and the hold: a settlement that became durable in
+    between must still make the request id a duplicate."""
+    uid = await _user(engine, 1000)
+    usage = {"endpoint": "chat.completions", "model": "m", "stream": False, "status": 200, "prompt_tokens": 1,
+             "completion_tokens": 1, "cached_tokens": 0, "reasoning_tokens": 0, "latency_ms": 1.0, "attempts": 1}
+    hold = await authority.reserve(uid, "once", 100)
+    authority.settle(hold, Settlement(uid, "once", 10, usage=usage))
+    await authority.drain()
+    with pytest.raises(Conflict):
+        await authority.reserve(uid, "once", 100)
+    assert await authority.balance(uid) == 990
