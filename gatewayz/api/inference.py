@@ -77,6 +77,10 @@ class InferenceEndpoint:
         try:
             await self._serve(ctx, scope, receive, send)
         finally:
+            if ctx.hold is not None and not ctx.settled:
+                # Only an unexpected error gets here: release the hold rather than keep the money blocked.
+                ctx.status, ctx.usage = 500, None
+                settle(ctx, c.credits)
             c.metrics.in_flight(ctx.endpoint, -1)
             c.metrics.request_done(ctx)
             if ctx.hold is not None:

@@ -102,8 +102,12 @@ class SettlementWriter:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def close(self) -> None:
-        await self.drain()
+    async def close(self, timeout_s: float = 30.0) -> None:
+        try:
+            await asyncio.wait_for(self.drain(), timeout_s)
+        except TimeoutError:
+            # The database stayed unreachable through shutdown: say exactly what could not be written.
+            log.error("shutting down with %d settlements unwritten (database unreachable)", len(self._queue))
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
