@@ -69,7 +69,8 @@ class _Account:
 
 class MemoryAuthority:
     RELOAD_AFTER_S = 30.0
-    RECENT = 100_000  # settled request ids remembered after they are written
+    RECENT_S = 10.0      # how long a written settlement's request id is remembered here
+    RECENT_MAX = 50_000
 
     def __init__(self, store: LedgerStore, writer: SettlementWriter) -> None:
         self._store = store
@@ -78,7 +79,7 @@ class MemoryAuthority:
         self._open: dict[tuple[int, str], int] = {}  # holds and settlements not yet durable
         # Closes the gap between the database check for a reused request id and the hold: a settlement that
         # becomes durable in between is still known here.
-        self._recent: OrderedDict[tuple[int, str], None] = OrderedDict()
+        self._recent: OrderedDict[tuple[int, str], float] = OrderedDict()
 
     async def _account(self, user_id: int) -> _Account:
         acct = self._accounts.get(user_id)
@@ -129,9 +130,11 @@ class MemoryAuthority:
             acct.balance -= charged
             acct.generation += 1
             self._open.pop(key, None)
-            self._recent[key] = None
-            if len(self._recent) > self.RECENT:
-                self._recent.popitem(last=False)
+            now = time.monotonic()
+            self._recent[key] = now
+            recent = self._recent
+            while recent and (len(recent) > self.RECENT_MAX or next(iter(recent.values())) < now - self.RECENT_S):
+                recent.popitem(last=False)
 
         self._writer.submit(settlement, done)
         return cost
