@@ -21,8 +21,15 @@ def alembic_config(connection: Any = None) -> Config:
     return cfg
 
 
+MIGRATION_LOCK = 7_311_204_518  # a PostgreSQL advisory lock id: one migrator at a time across instances
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the database to `revision`. Safe when several instances start at once: on PostgreSQL they
+    queue on an advisory lock held for the transaction, and each finds the work done by the first."""
     def run(sync_conn: Any) -> None:
+        if sync_conn.dialect.name == "postgresql":
+            sync_conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         command.upgrade(alembic_config(sync_conn), revision)
 
     async with engine.begin() as conn:

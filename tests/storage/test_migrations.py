@@ -33,3 +33,24 @@ async def test_fresh_database_is_pending(databases: Any) -> None:
         assert await pending(engine)
     finally:
         await engine.dispose()
+
+
+def test_concurrent_migrations_are_safe_on_postgresql(databases: Any) -> None:
+    """Several instances starting together on one fresh PostgreSQL database all succeed (an advisory lock
+    queues them). SQLite is one machine's file, migrated once by `serve` before its workers start."""
+    import asyncio
+
+    from gatewayz.storage.migrate import upgrade
+
+    url = databases.url("postgresql")
+
+    async def race() -> bool:
+        engines = [create_engine(url) for _ in range(3)]
+        try:
+            await asyncio.gather(*(upgrade(e) for e in engines))
+            return await pending(engines[0])
+        finally:
+            for e in engines:
+                await e.dispose()
+
+    assert asyncio.run(race()) is False
