@@ -17,6 +17,7 @@ from gatewayz.api.asgi import Endpoint, Receive, Scope, Send, send_error
 from gatewayz.api.chat import ChatCompletions
 from gatewayz.api.messages import CountTokens, Messages
 from gatewayz.api.middleware import RequestIdMiddleware
+from gatewayz.audit.routes import router as audit_router
 from gatewayz.billing.routes import router as credits_router
 from gatewayz.catalog.routes import router as models_router
 from gatewayz.container import Container
@@ -85,7 +86,8 @@ def create_app(settings: Settings) -> Gateway:
         err.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return _error_response(err)
 
-    for router in (health_router, models_router, users_router, credits_router, routing_router, metrics_router):
+    for router in (health_router, models_router, users_router, credits_router, routing_router, metrics_router,
+                   audit_router):
         app.include_router(router)
     chat = ChatCompletions(container)
     hot: dict[tuple[str, str], Endpoint] = {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from gatewayz.audit.store import AuditLog
 from gatewayz.billing.credits import CreditAuthority, make_authority
 from gatewayz.billing.money import usd_to_nanos
 from gatewayz.billing.store import LedgerStore
@@ -59,6 +60,7 @@ class Container:
         self.revocations = RevocationBus(self.redis, local_only=settings.workers == 1)
         self.keys = KeyService(KeyStore(self.db), self.cipher, settings.admin_key, self.revocations)
         self.users = UserStore(self.db)
+        self.audit = AuditLog(self.db)
         self.ledger = LedgerStore(self.db)
         self.writer = SettlementWriter(self.ledger, settings.credits.settle_flush_ms)
         self.credits: CreditAuthority = make_authority(settings.credits.authority, settings.workers, self.ledger,

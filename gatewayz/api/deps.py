@@ -26,10 +26,17 @@ async def get_principal(request: Request, c: ContainerDep) -> Principal:
     return await c.keys.authenticate(token)
 
 
-async def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+async def require_admin(request: Request, principal: Annotated[Principal, Depends(get_principal)],
+                        c: ContainerDep) -> Principal:
     if not principal.is_admin:
+        await c.audit.append(actor_of(principal), "security.admin_denied", request.url.path,
+                             {"method": request.method, "key_id": principal.key_id})
         raise PermissionDenied("This route needs an admin key.", code="admin_required")
     return principal
+
+
+def actor_of(principal: Principal) -> str:
+    return "admin" if principal.user_id is None else f"user:{principal.user_id}"
 
 
 async def require_user(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:

@@ -33,6 +33,7 @@ async def add_credits(body: CreditGrant, admin: Admin, c: ContainerDep) -> dict[
     except UnknownUser:
         raise NotFound(f"No user {body.user_id}.", code="user_not_found") from None
     c.credits.credited(body.user_id, amount)
+    await c.audit.append("admin", "credits.add", f"user:{body.user_id}", {"nanos": amount})
     del after  # the authority knows settlements not yet written
     balance = await c.credits.balance(body.user_id)
     return {"user_id": body.user_id, "added": nanos_to_json(amount), "balance": nanos_to_json(balance),

@@ -17,7 +17,7 @@ async def _scraper(request: Request, c: ContainerDep) -> None:
     """The admin key, unless `metrics_public` opens the endpoint (for a scraper on a private network)."""
     if c.settings.metrics_public:
         return
-    await require_admin(await get_principal(request, c))
+    await require_admin(request, await get_principal(request, c), c)
 
 
 @router.get("/metrics", dependencies=[Depends(_scraper)])

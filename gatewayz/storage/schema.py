@@ -126,3 +126,25 @@ usage_records = sa.Table(
     sa.UniqueConstraint("user_id", "request_id"),
     sa.Index(None, "user_id", "created_at"),
 )
+
+# Append-only, hash-chained: each row carries the hash of the previous one, so editing or deleting any row
+# breaks every hash after it (GET /admin/audit/verify finds where).
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(200), nullable=True),
+    sa.Column("details", sa.JSON(), nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# The chain's head, one row: updated in the same transaction as each append, which serializes appenders.
+audit_head = sa.Table(
+    "audit_head", metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+)

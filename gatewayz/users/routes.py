@@ -11,7 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gatewayz.api.deps import Admin, ContainerDep, User
+from gatewayz.api.deps import Admin, ContainerDep, User, actor_of
 from gatewayz.billing.money import nanos_to_json, usd_to_nanos
 from gatewayz.errors import Conflict, InvalidRequest, RateLimited
 from gatewayz.keys.restrictions import RestrictionsIn
@@ -73,6 +73,8 @@ async def create_user(body: NewUser, admin: Admin, c: ContainerDep) -> dict[str,
     except EmailTaken:
         raise Conflict(f"A user with e-mail {body.email} already exists.", code="email_taken") from None
     key = await c.keys.create(user.id, "default")
+    await c.audit.append("admin", "user.create", f"user:{user.id}", {"role": user.role, "key_id": key.id,
+                                                                      "credits_nanos": user.balance_nanos})
     return {"id": user.id, "email": user.email, "role": user.role, "balance": nanos_to_json(user.balance_nanos),
             "api_key": key.api_key, "key_id": key.id}
 
@@ -104,6 +106,7 @@ async def create_key(body: NewKey, user: User, c: ContainerDep) -> dict[str, Any
                                    "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(math.ceil(d.reset_s)),
                                    "x-ratelimit-reason": "key_creation"})
     key = await c.keys.create(user.user_id, body.name, body.expires_at, _restrictions(body))
+    await c.audit.append(actor_of(user), "key.create", f"key:{key.id}", {"name": key.name})
     return {"id": key.id, "name": key.name, "api_key": key.api_key, "last4": key.last4,
             "created_at": key.created_at, "expires_at": key.expires_at, **_restrictions(body)}
 
@@ -118,7 +121,9 @@ async def update_key(key_id: int, body: KeyUpdate, user: User, c: ContainerDep) 
     values = _restrictions(body)
     if body.name is not None:
         values["name"] = body.name
-    return key_json(await c.keys.update(user.user_id, key_id, values))
+    updated = key_json(await c.keys.update(user.user_id, key_id, values))
+    await c.audit.append(actor_of(user), "key.update", f"key:{key_id}", {"fields": sorted(values)})
+    return updated
 
 
 @router.post("/user/api-keys/{key_id}/rotate", status_code=201, tags=["user"])
@@ -126,6 +131,7 @@ async def rotate_key(key_id: int, user: User, c: ContainerDep) -> dict[str, Any]
     """A new secret with the same name and restrictions; the old key stops working at once."""
     assert user.user_id is not None
     key = await c.keys.rotate(user.user_id, key_id)
+    await c.audit.append(actor_of(user), "key.rotate", f"key:{key_id}", {"new_key_id": key.id})
     return {"id": key.id, "name": key.name, "api_key": key.api_key, "last4": key.last4, "replaces": key_id,
             "created_at": key.created_at, "expires_at": key.expires_at}
 
@@ -158,7 +164,9 @@ async def rate_limits(user: User, c: ContainerDep) -> dict[str, Any]:
 async def set_rate_limits(key_id: int, body: KeyLimits, user: User, c: ContainerDep) -> dict[str, Any]:
     assert user.user_id is not None
     values: dict[str, Any] = {f: getattr(body, f) for f in ("rpm_limit", "tpm_limit") if f in body.model_fields_set}
-    return await _limits_json(c, await c.keys.update(user.user_id, key_id, values))
+    limits = await _limits_json(c, await c.keys.update(user.user_id, key_id, values))
+    await c.audit.append(actor_of(user), "key.limits", f"key:{key_id}", values)
+    return limits
 
 
 @router.get("/user/api-keys", tags=["user"])
@@ -173,4 +181,5 @@ async def delete_key(key_id: int, user: User, c: ContainerDep) -> dict[str, Any]
     if key_id < 1:
         raise InvalidRequest("key id must be a positive integer", param="key_id")
     await c.keys.delete(user.user_id, key_id)
+    await c.audit.append(actor_of(user), "key.delete", f"key:{key_id}")
     return {"id": key_id, "deleted": True}

@@ -1,0 +1,1 @@
+"""The audit log: append-only and hash-chained, so tampering is detectable."""
