@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
 
 import aiohttp
 
 from gatewayz.audit.store import AuditLog
-from gatewayz.billing.credits import CreditAuthority, make_authority
+from gatewayz.billing.credits import CreditAuthority, SqlAuthority, make_authority
 from gatewayz.billing.money import usd_to_nanos
 from gatewayz.billing.store import LedgerStore
 from gatewayz.billing.writer import SettlementWriter
@@ -39,13 +39,6 @@ from gatewayz.users.store import UserStore
 log = logging.getLogger("gatewayz")
 
 
-@dataclass(slots=True)
-class Stats:
-    """Counters the metrics layer exports; kept here so nothing is dropped without being counted."""
-
-    malformed_chunks: int = 0
-    interrupted_streams: int = 0
-
 
 class Container:
     def __init__(self, settings: Settings) -> None:
@@ -73,7 +66,6 @@ class Container:
             taken = {n for m in settings.models for n in (m.id, *m.aliases)}
             models += builtin_models(set(self.providers), taken)
         self.catalog = Catalog(models)
-        self.stats = Stats()
         self.metrics = Metrics(str(settings.metrics_dir) if settings.metrics_dir else None)
         r = settings.routing
         policy = BreakerPolicy(r.breaker.failure_threshold, r.breaker.cooldown_s, r.breaker.half_open_successes)
@@ -91,6 +83,7 @@ class Container:
         self._http: aiohttp.ClientSession | None = None
         self.engine: Engine
         self.dispatch: Dispatcher
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
@@ -104,6 +97,8 @@ class Container:
             self.breakers.start()
         if self.settings.routing.probes.enabled:
             self.prober.start(self.engine)
+        if isinstance(self.credits, SqlAuthority):
+            self._sweeper = asyncio.get_running_loop().create_task(self.credits.sweep_forever())
 
     def http_pool_stats(self) -> dict[str, int]:
         connector = self._http.connector if self._http is not None else None
@@ -115,6 +110,9 @@ class Container:
     async def stop(self) -> None:
         """Drain pending settlements first, then close the connections."""
         await self.prober.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.writer.close()
         self.ledger.close()
         await self.revocations.close()

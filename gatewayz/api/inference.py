@@ -198,7 +198,6 @@ class StreamTracker:
                 obj = None
             if not isinstance(obj, dict):
                 # Never dropped silently: logged with the provider and counted.
-                self.c.stats.malformed_chunks += 1
                 self.c.metrics.stream_chunk_problem(self.ctx.provider or "none", "malformed")
                 log.warning("provider %s sent an unreadable stream chunk: %.200r", self.ctx.provider, data)
                 continue
@@ -231,7 +230,6 @@ class StreamTracker:
             ctx.usage = usage
             cost = finish(ctx, self.c.credits, self.c.provider_stats)
             return renderer.end(None if usage.estimated else self.usage_raw, usage, cost)
-        self.c.stats.interrupted_streams += 1
         self.c.metrics.stream_chunk_problem(ctx.provider or "none", "interrupted")
         log.warning("stream from %s for %s ended early (%s)", ctx.provider, ctx.request_id, failure)
         ctx.usage = estimate_usage(ctx, self.chars)

@@ -200,14 +200,22 @@ class SqlAuthority:
     async def drain(self) -> None:
         await self._writer.drain()
 
+    async def sweep_forever(self, every_s: float = 60.0) -> None:
+        """Release the holds of requests whose worker died before settling them (they expire after
+        hold_ttl_s), so no balance stays blocked."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                released = await self._store.sweep_expired_holds()
+            except Exception:
+                log.exception("sweeping expired credit holds failed; trying again later")
+                continue
+            if released:
+                log.warning("released %d expired credit holds", released)
+
 
 def make_authority(kind: str, workers: int, store: LedgerStore, writer: SettlementWriter,
                    hold_ttl_s: int) -> CreditAuthority:
     if kind == "memory" or (kind == "auto" and workers == 1):
         return MemoryAuthority(store, writer)
     return SqlAuthority(store, writer, hold_ttl_s)
-
-
-async def wait_idle(authority: CreditAuthority, timeout_s: float = 10.0) -> None:
-    """Tests and shutdown: wait until every settlement is durable."""
-    await asyncio.wait_for(authority.drain(), timeout_s)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 
 NANOS_PER_USD = 1_000_000_000
 PICOS_PER_NANO = 1_000
@@ -36,8 +36,3 @@ def token_cost_nanos(prompt_tokens: int, completion_tokens: int, input_picos: in
     """Exact cost of a request, rounded up to a whole nanodollar."""
     picos = prompt_tokens * input_picos + completion_tokens * output_picos
     return -(-picos // PICOS_PER_NANO)
-
-
-def round_usd(nanos: int, places: int = 6) -> Decimal:
-    q = Decimal(1).scaleb(-places)
-    return nanos_to_usd(nanos).quantize(q, rounding=ROUND_CEILING)

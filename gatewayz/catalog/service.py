@@ -89,6 +89,3 @@ class Catalog:
                                 param="model", code="model_not_found")
         raise ModelNotFound(f"The model {name!r} does not exist or is not served here. "
                             "GET /v1/models lists the available models.", param="model")
-
-    def get(self, name: str) -> CatalogEntry | None:
-        return self._by_name.get(name)

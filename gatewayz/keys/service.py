@@ -175,7 +175,3 @@ class KeyService:
             self._cache.clear()
         else:
             self._cache.evict(key_id)
-
-    async def forget_all(self) -> None:
-        """Drop every cached verification everywhere (a user was deactivated or changed role)."""
-        await self._revocations.publish(None)

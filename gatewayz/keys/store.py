@@ -93,8 +93,3 @@ class KeyStore:
                 .values(is_active=False).returning(api_keys.c.key_hash))
             row = res.first()
         return row[0] if row else None
-
-    async def encrypted(self, key_id: int) -> str | None:
-        async with self._engine.connect() as conn:
-            res = await conn.execute(sa.select(api_keys.c.encrypted_key).where(api_keys.c.id == key_id))
-            return res.scalar_one_or_none()

@@ -195,3 +195,22 @@ async def test_settled_request_id_cannot_be_held_again(engine: AsyncEngine,
     with pytest.raises(Conflict):
         await authority.reserve(uid, "once", 100)
     assert await authority.balance(uid) == 990
+
+
+async def test_sql_authority_sweeps_holds_of_dead_workers(engine: AsyncEngine) -> None:
+    """A worker that died mid-request left a hold: the running sweeper releases it once it expires."""
+    ledger = LedgerStore(engine)
+    writer = SettlementWriter(ledger, flush_ms=5)
+    uid = await _user(engine, 100)
+    assert await ledger.hold(uid, "orphan", 80, datetime.now(UTC) - timedelta(seconds=1)) == 20
+    sweeper = asyncio.get_running_loop().create_task(SqlAuthority(ledger, writer, 60).sweep_forever(0.05))
+    try:
+        for _ in range(100):
+            if await _row(engine, uid) == (100, 0):
+                break
+            await asyncio.sleep(0.02)
+        assert await _row(engine, uid) == (100, 0)
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
+        await writer.close()
