@@ -23,6 +23,7 @@ from gatewayz.limits.store_redis import RedisLimiter
 from gatewayz.observability.metrics import Metrics
 from gatewayz.pipeline.dispatch import Dispatcher
 from gatewayz.pipeline.limit import RateLimits
+from gatewayz.providers.adapter import Adapter, make_adapter
 from gatewayz.providers.engine import Engine
 from gatewayz.providers.spec import ProviderSpec, builtin_specs, spec_from_config
 from gatewayz.routing.breaker import BreakerPolicy
@@ -61,6 +62,7 @@ class Container:
         self.low_balance_nanos = usd_to_nanos(settings.credits.low_balance_threshold_usd)
         self.providers: dict[str, ProviderSpec] = builtin_specs(settings)
         self.providers.update({p.name: spec_from_config(p) for p in settings.providers})
+        self.adapters: dict[str, Adapter] = {name: make_adapter(spec) for name, spec in self.providers.items()}
         models = list(settings.models)
         if settings.builtin_catalog:
             taken = {n for m in settings.models for n in (m.id, *m.aliases)}
@@ -78,7 +80,7 @@ class Container:
         priors = load_priors()
         priors.update({m.id: Prior(**m.priors.model_dump()) for m in settings.models if m.priors})
         self.routers = Routers(self.catalog, self.provider_stats, self.breakers, priors)
-        self.prober = Prober(r.probes, self.catalog, self.providers, {m.id: m.tier for m in settings.models},
+        self.prober = Prober(r.probes, self.catalog, self.adapters, {m.id: m.tier for m in settings.models},
                              self.breakers, self.provider_stats, self.redis)
         self._http: aiohttp.ClientSession | None = None
         self.engine: Engine
@@ -90,7 +92,7 @@ class Container:
         self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                            skip_auto_headers=("User-Agent",))
         self.engine = Engine(self._http)
-        self.dispatch = Dispatcher(self.engine, self.providers, self.breakers,
+        self.dispatch = Dispatcher(self.engine, self.adapters, self.breakers,
                                    self.settings.routing.retry_429_max_wait_s)
         self.keys.start()
         if isinstance(self.breakers, RedisBreakers):

@@ -33,9 +33,13 @@ class ProviderConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     # Request parameters this upstream does not accept; `provider.require_parameters` skips it for them.
     unsupported_params: list[str] = Field(default_factory=list)
-    type: Literal["openai"] = "openai"
+    # The wire format: "openai" (and every OpenAI-compatible server), or a native adapter.
+    type: Literal["openai", "azure", "anthropic", "gemini", "vertex", "bedrock", "cohere"] = "openai"
     base_url: str = ""
     api_key: str | None = None
+    # Adapter settings, e.g. azure {api_version}, vertex {project, location, credentials_file},
+    # bedrock {region, access_key_id, secret_access_key, session_token}.
+    options: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0, le=600)
     headers: dict[str, str] = Field(default_factory=dict)
@@ -50,6 +54,8 @@ class ProviderConfig(_Strict):
     @model_validator(mode="after")
     def _builtin_defaults(self) -> ProviderConfig:
         builtin = BY_NAME.get(self.name)
+        if builtin is not None and "type" not in self.model_fields_set:
+            object.__setattr__(self, "type", builtin.wire)
         if not self.base_url:
             if builtin is None:
                 raise ValueError(f"base_url is required (no built-in provider is named {self.name!r})")

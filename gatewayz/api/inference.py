@@ -138,7 +138,7 @@ class InferenceEndpoint:
         await self.c.limits.correct(ctx, ctx.rate)
 
     async def _stream(self, ctx: RequestContext, reply: StreamReply, send: Send) -> None:
-        resp, parser = reply.response, reply.parser
+        resp, decoder = reply.response, reply.decoder
         headers = SSE_HEADERS + meta_headers(ctx, self.c.low_balance_nanos)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         ctx.ttft_ms = (time.perf_counter() - ctx.started) * 1000
@@ -164,7 +164,7 @@ class InferenceEndpoint:
                 if not chunk:
                     failure = "truncated"
                     break
-                events = parser.feed(chunk)
+                events = decoder.feed(chunk)
             if tracker.upstream_error is not None:
                 failure = "error_event"
         finally:
@@ -186,16 +186,19 @@ class StreamTracker:
         self.usage_raw: dict[str, Any] | None = None
         self.upstream_error: Any = None
 
-    def parse(self, events: list[bytes]) -> list[dict[str, Any]]:
+    def parse(self, events: list[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for data in events:
             if data == DONE:
                 self.done = True
                 break
-            try:
-                obj = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                obj = None
+            if isinstance(data, dict):
+                obj = data
+            else:
+                try:
+                    obj = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    obj = None
             if not isinstance(obj, dict):
                 # Never dropped silently: logged with the provider and counted.
                 self.c.metrics.stream_chunk_problem(self.ctx.provider or "none", "malformed")

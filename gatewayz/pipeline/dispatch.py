@@ -8,34 +8,19 @@ the circuit breakers."""
 from __future__ import annotations
 
 import time
-from typing import Any
-
-import orjson
 
 from gatewayz.errors import RateLimited, ServiceUnavailable, UpstreamFailed, UpstreamResponse, UpstreamTimeout
 from gatewayz.pipeline.context import Attempt, RequestContext
+from gatewayz.providers.adapter import Adapter
 from gatewayz.providers.engine import AttemptFailed, ClientError, Engine, JsonReply, StreamReply, sleep_within
-from gatewayz.providers.spec import ProviderSpec
 from gatewayz.routing.breaker_store import MemoryBreakers
-from gatewayz.routing.planner import GATEWAY_FIELDS
-
-
-def upstream_payload(body: dict[str, Any], upstream_model: str, stream: bool) -> bytes:
-    out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
-    out["model"] = upstream_model
-    if stream:
-        # Always ask for usage: billing needs it even when the client did not ask to see it.
-        options = dict(out.get("stream_options") or {})
-        options["include_usage"] = True
-        out["stream_options"] = options
-    return orjson.dumps(out)
 
 
 class Dispatcher:
-    def __init__(self, engine: Engine, providers: dict[str, ProviderSpec], breakers: MemoryBreakers,
+    def __init__(self, engine: Engine, adapters: dict[str, Adapter], breakers: MemoryBreakers,
                  max_429_wait_s: float) -> None:
         self._engine = engine
-        self._providers = providers
+        self._adapters = adapters
         self._breakers = breakers
         self._max_429_wait = max_429_wait_s
 
@@ -49,8 +34,13 @@ class Dispatcher:
             tried.add((route.provider, route.upstream_model))
             if not self._breakers.acquire(route.provider, route.upstream_model):
                 continue  # opened meanwhile, or a half-open trial is already in flight
-            spec = self._providers[route.provider]
-            payload = upstream_payload(ctx.body, route.upstream_model, ctx.stream)
+            adapter = self._adapters[route.provider]
+            spec = adapter.spec
+            try:
+                out = await adapter.request(ctx.body, route.upstream_model, ctx.stream)
+            except AttemptFailed as exc:  # e.g. credentials that could not be refreshed, an unsupported input
+                ctx.attempts.append(Attempt(spec.name, exc.status, exc.kind, 0.0))
+                continue
             for attempt_no in (1, 2):
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
@@ -58,7 +48,7 @@ class Dispatcher:
                     raise _exhausted(ctx, retry_hint)
                 t0 = time.perf_counter()
                 try:
-                    reply = await self._engine.chat(spec, payload, ctx.stream, remaining)
+                    reply = await self._engine.chat(adapter, out, ctx.stream, remaining)
                 except AttemptFailed as exc:
                     elapsed = time.perf_counter() - t0
                     ctx.upstream_s += elapsed

@@ -10,8 +10,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gatewayz.providers.adapter import Adapter, Outgoing, StreamDecoder
 from gatewayz.providers.spec import ProviderSpec
-from gatewayz.providers.sse import DONE, SSEParser
+from gatewayz.providers.sse import DONE
 
 # Statuses after which another provider may succeed; anything else 4xx is the client's and goes back as is.
 FAILOVER_STATUSES = frozenset({401, 402, 403, 404, 408, 429})
@@ -44,8 +45,8 @@ class JsonReply:
 @dataclass(slots=True)
 class StreamReply:
     response: aiohttp.ClientResponse
-    parser: SSEParser
-    first: list[bytes]          # events already read (read ahead so an early failure can still fail over)
+    decoder: StreamDecoder
+    first: list[Any]            # events already read (read ahead so an early failure can still fail over)
 
 
 def retry_after(headers: Any) -> float | None:
@@ -82,10 +83,11 @@ class Engine:
                 sock_read=spec.timeout_s if stream else None)
         return t
 
-    async def chat(self, spec: ProviderSpec, payload: bytes, stream: bool,
+    async def chat(self, adapter: Adapter, out: Outgoing, stream: bool,
                    remaining_s: float) -> JsonReply | StreamReply | ClientError:
+        spec = adapter.spec
         try:
-            resp = await self._session.post(spec.chat_url, data=payload, headers=spec.headers,
+            resp = await self._session.post(out.url, data=out.data, headers=out.headers,
                                             timeout=self._timeout(spec, stream, remaining_s))
         except TimeoutError:
             raise AttemptFailed("timeout") from None
@@ -93,10 +95,10 @@ class Engine:
             raise AttemptFailed("connect") from None
         try:
             if resp.status != 200:
-                return await self._refusal(resp)
+                return await self._refusal(adapter, resp)
             if stream:
-                return await self._open_stream(resp)
-            return JsonReply(await self._json(resp))
+                return await self._open_stream(resp, adapter.decoder())
+            return JsonReply(adapter.response(await self._json(resp)))
         except TimeoutError:
             resp.release()
             raise AttemptFailed("timeout", resp.status) from None
@@ -104,45 +106,44 @@ class Engine:
             resp.release()
             raise AttemptFailed("read", resp.status) from None
 
-    async def _refusal(self, resp: aiohttp.ClientResponse) -> ClientError:
+    @staticmethod
+    async def _refusal(adapter: Adapter, resp: aiohttp.ClientResponse) -> ClientError:
         body = await resp.read()
         resp.release()
         status = resp.status
         if status in FAILOVER_STATUSES or status >= 500:
             raise AttemptFailed(f"http_{status}", status, retry_after(resp.headers))
-        return ClientError(status, body, resp.headers.get("content-type", "application/json"))
+        return ClientError(status, adapter.error_body(status, body), "application/json")
 
     @staticmethod
-    async def _json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    async def _json(resp: aiohttp.ClientResponse) -> Any:
         raw = await resp.read()
         resp.release()
         try:
-            data = orjson.loads(raw)
+            return orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise AttemptFailed("bad_response", 200) from None
-        if not isinstance(data, dict) or "error" in data and "choices" not in data:
-            raise AttemptFailed("bad_response", 200)
-        return data
 
     @staticmethod
-    async def _open_stream(resp: aiohttp.ClientResponse) -> StreamReply:
+    async def _open_stream(resp: aiohttp.ClientResponse, decoder: StreamDecoder) -> StreamReply:
         """Read until the first event so that a stream failing before any data still fails over."""
-        parser = SSEParser()
         while True:
             chunk = await resp.content.readany()
             if not chunk:
                 resp.release()
                 raise AttemptFailed("empty_stream", 200)
-            events = parser.feed(chunk)
+            events = decoder.feed(chunk)
             if events:
-                if events[0] != DONE and _is_error_event(events[0]):
+                if events[0] != DONE and is_error_event(events[0]):
                     resp.release()
                     raise AttemptFailed("stream_error", 200)
-                return StreamReply(resp, parser, events)
+                return StreamReply(resp, decoder, events)
 
 
-def _is_error_event(data: bytes) -> bool:
-    return data.startswith(b'{"error"') or data.startswith(b'{ "error"')
+def is_error_event(event: Any) -> bool:
+    if isinstance(event, dict):
+        return "error" in event and not event.get("choices")
+    return isinstance(event, bytes) and (event.startswith(b'{"error"') or event.startswith(b'{ "error"'))
 
 
 async def sleep_within(delay_s: float, deadline: float) -> bool:

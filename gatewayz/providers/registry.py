@@ -22,6 +22,8 @@ class ProviderInfo:
     base_url_env: str | None = None     # an environment variable that overrides base_url
     model_prefix: str = ""              # prepended to model ids upstream (Fireworks' accounts/... ids)
     wire: str = "openai"
+    # Adapter options read from the environment: (option name, variable), e.g. ("region", "AWS_REGION").
+    option_env: tuple[tuple[str, str], ...] = ()
 
 
 BUILTIN: tuple[ProviderInfo, ...] = (
@@ -64,4 +66,5 @@ BY_NAME = {p.name: p for p in BUILTIN}
 def env_names() -> list[str]:
     """Every environment variable the registry reads (settings.py reads them, nothing else does)."""
     names = [p.env_key for p in BUILTIN] + [p.base_url_env for p in BUILTIN if p.base_url_env]
-    return [*names, "CLOUDFLARE_ACCOUNT_ID"]
+    names += [var for p in BUILTIN for _, var in p.option_env]
+    return list(dict.fromkeys([*names, "CLOUDFLARE_ACCOUNT_ID"]))

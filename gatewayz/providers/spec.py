@@ -11,24 +11,19 @@ from gatewayz.settings import ProviderConfig, Settings
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     name: str
-    wire: str                 # the wire format: "openai" (more come with the provider layer)
+    wire: str                 # the wire format: "openai" or a native adapter (see providers/adapter.py WIRES)
     base_url: str
-    headers: dict[str, str] = field(default_factory=dict)
+    api_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)   # extra headers from the config
+    options: dict[str, str] = field(default_factory=dict)   # adapter settings (api_version, region, ...)
     timeout_s: float = 60.0
     connect_timeout_s: float = 10.0
     unsupported_params: frozenset[str] = frozenset()
 
-    @property
-    def chat_url(self) -> str:
-        return self.base_url + "/chat/completions"
-
 
 def spec_from_config(cfg: ProviderConfig) -> ProviderSpec:
-    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-    if cfg.api_key:
-        headers["authorization"] = f"Bearer {cfg.api_key}"
-    headers.update({k.lower(): v for k, v in cfg.headers.items()})
-    return ProviderSpec(name=cfg.name, wire=cfg.type, base_url=cfg.base_url, headers=headers,
+    return ProviderSpec(name=cfg.name, wire=cfg.type, base_url=cfg.base_url, api_key=cfg.api_key,
+                        headers={k.lower(): v for k, v in cfg.headers.items()}, options=dict(cfg.options),
                         timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s,
                         unsupported_params=frozenset(cfg.unsupported_params))
 
@@ -41,5 +36,7 @@ def builtin_specs(settings: Settings) -> dict[str, ProviderSpec]:
         info = BY_NAME[name]
         base_url = env.get(info.base_url_env, "") if info.base_url_env else ""
         base_url = (base_url or info.base_url).replace("${CLOUDFLARE_ACCOUNT_ID}", env.get("CLOUDFLARE_ACCOUNT_ID", ""))
-        out[name] = spec_from_config(ProviderConfig(name=name, base_url=base_url, api_key=env.get(info.env_key)))
+        options = {opt: env[var] for opt, var in info.option_env if env.get(var)}
+        out[name] = spec_from_config(ProviderConfig(name=name, base_url=base_url, api_key=env.get(info.env_key),
+                                                    options=options))
     return out

@@ -11,12 +11,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 
 from gatewayz.catalog.service import Catalog, CatalogEntry, Route
+from gatewayz.providers.adapter import Adapter
 from gatewayz.providers.engine import AttemptFailed, ClientError, Engine
-from gatewayz.providers.spec import ProviderSpec
 from gatewayz.routing.breaker_store import MemoryBreakers
 from gatewayz.routing.stats import ProviderStats
 from gatewayz.settings import ProbeConfig
@@ -36,11 +35,11 @@ class ProbeResult:
 
 
 class Prober:
-    def __init__(self, cfg: ProbeConfig, catalog: Catalog, providers: dict[str, ProviderSpec], tiers: dict[str, str],
+    def __init__(self, cfg: ProbeConfig, catalog: Catalog, adapters: dict[str, Adapter], tiers: dict[str, str],
                  breakers: MemoryBreakers, stats: ProviderStats, redis: aioredis.Redis | None) -> None:
         self._cfg = cfg
         self._catalog = catalog
-        self._providers = providers
+        self._adapters = adapters
         self._tiers = tiers
         self._breakers = breakers
         self._stats = stats
@@ -95,13 +94,13 @@ class Prober:
         assert self._engine is not None
         if not await self._claim(entry, route):
             return
-        spec = self._providers[route.provider]
-        payload = orjson.dumps({"model": route.upstream_model, "max_tokens": 1,
-                                "messages": [{"role": "user", "content": "ping"}]})
+        adapter = self._adapters[route.provider]
+        body = {"max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
         t0 = time.perf_counter()
         status = "ok"
         try:
-            reply: Any = await self._engine.chat(spec, payload, False, self._cfg.timeout_s)
+            out = await adapter.request(body, route.upstream_model, False)
+            reply: Any = await self._engine.chat(adapter, out, False, self._cfg.timeout_s)
             if isinstance(reply, ClientError):
                 status = f"http_{reply.status}"
         except AttemptFailed as exc:

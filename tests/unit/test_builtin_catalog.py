@@ -6,6 +6,8 @@ from decimal import Decimal
 
 from gatewayz.catalog.builtin import builtin_models, load_raw
 from gatewayz.catalog.service import Catalog
+from gatewayz.providers.adapter import make_adapter
+from gatewayz.providers.openai_wire import OpenAIAdapter
 from gatewayz.providers.registry import BUILTIN
 from gatewayz.providers.spec import builtin_specs
 from gatewayz.settings import ModelConfig, ModelRoute, Pricing, Settings, load_settings
@@ -65,8 +67,10 @@ def test_provider_keys_in_the_environment_enable_builtins() -> None:
     s = load_settings(env={"GROQ_API_KEY": "g", "OLLAMA_BASE_URL": "http://127.0.0.1:11434/v1"})
     assert set(s.builtin_enabled()) == {"groq", "ollama"}
     specs = builtin_specs(s)
-    assert specs["groq"].headers["authorization"] == "Bearer g"
-    assert specs["groq"].chat_url == "https://api.groq.com/openai/v1/chat/completions"
-    assert "authorization" not in specs["ollama"].headers
+    groq, ollama = make_adapter(specs["groq"]), make_adapter(specs["ollama"])
+    assert isinstance(groq, OpenAIAdapter) and isinstance(ollama, OpenAIAdapter)
+    assert groq.headers["authorization"] == "Bearer g"
+    assert groq.url == "https://api.groq.com/openai/v1/chat/completions"
+    assert "authorization" not in ollama.headers
     named = Settings(providers=[{"name": "groq", "api_key": "x"}])  # type: ignore[list-item]
     assert named.providers[0].base_url == "https://api.groq.com/openai/v1"
