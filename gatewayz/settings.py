@@ -64,24 +64,38 @@ class ProviderConfig(_Strict):
 
 
 class Pricing(_Strict):
-    """USD per million tokens, kept as Decimal so no float ever touches money."""
+    """USD per million tokens (and, for media models, per image, per second of audio, per million characters),
+    kept as Decimal so no float ever touches money."""
 
-    input: Decimal = Field(ge=0)
-    output: Decimal = Field(ge=0)
+    input: Decimal = Field(default=Decimal(0), ge=0)
+    output: Decimal = Field(default=Decimal(0), ge=0)
+    image: Decimal = Field(default=Decimal(0), ge=0)          # USD per generated image
+    audio_second: Decimal = Field(default=Decimal(0), ge=0)   # USD per second of audio transcribed
+    characters: Decimal = Field(default=Decimal(0), ge=0)     # USD per million characters spoken
 
-    @field_validator("input", "output", mode="before")
+    @field_validator("input", "output", "image", "audio_second", "characters", mode="before")
     @classmethod
     def _exact(cls, v: Any) -> Any:
         # YAML gives floats; str() of a float is its shortest round-trip form, so 0.15 stays 0.15.
         return Decimal(str(v)) if isinstance(v, float) else v
 
-    @field_validator("input", "output")
+    @field_validator("input", "output", "characters")
     @classmethod
     def _picodollar_precision(cls, v: Decimal) -> Decimal:
         # Prices are applied in picodollars per token: 1e-6 USD per million tokens is the finest unit.
         if v != v.quantize(Decimal("0.000001")):
             raise ValueError("at most 6 decimal places (USD per million tokens)")
         return v
+
+    @field_validator("image", "audio_second")
+    @classmethod
+    def _nanodollar_precision(cls, v: Decimal) -> Decimal:
+        if v != v.quantize(Decimal("0.000000001")):
+            raise ValueError("at most 9 decimal places (USD)")
+        return v
+
+    def is_zero(self) -> bool:
+        return not (self.input or self.output or self.image or self.audio_second or self.characters)
 
 
 class ModelRoute(_Strict):
@@ -115,6 +129,10 @@ class ModelConfig(_Strict):
     priors: RouterPriors | None = None
     # How often active probes check this model's providers (see routing.probes).
     tier: Literal["critical", "popular", "standard"] = "standard"
+    # What the model does, which decides the endpoints that serve it: chat (/v1/chat/completions,
+    # /v1/messages, /v1/responses, /v1/completions), completion (/v1/completions), embedding, image,
+    # transcription, speech.
+    mode: Literal["chat", "completion", "embedding", "image", "transcription", "speech"] = "chat"
     providers: list[ModelRoute] = Field(min_length=1)
 
     @field_validator("id")
@@ -127,7 +145,7 @@ class ModelConfig(_Strict):
     @model_validator(mode="after")
     def _zero_price_needs_free(self) -> ModelConfig:
         p = self.pricing
-        if p is not None and p.input == 0 and p.output == 0 and not self.free:
+        if p is not None and p.is_zero() and not self.free:
             raise ValueError("pricing is zero for input and output: set `free: true` to serve it at no charge")
         return self
 

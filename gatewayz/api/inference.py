@@ -122,8 +122,10 @@ class InferenceEndpoint:
             return
         if isinstance(reply, JsonReply):
             await self._json(ctx, reply.data, send)
-        else:
+        elif isinstance(reply, StreamReply):
             await self._stream(ctx, reply, send)
+        else:
+            raise TypeError("a chat request got a non-chat reply")
 
     async def _json(self, ctx: RequestContext, data: dict[str, Any], send: Send) -> None:
         usage = usage_from_openai(data.get("usage"))

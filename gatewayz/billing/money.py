@@ -36,3 +36,12 @@ def token_cost_nanos(prompt_tokens: int, completion_tokens: int, input_picos: in
     """Exact cost of a request, rounded up to a whole nanodollar."""
     picos = prompt_tokens * input_picos + completion_tokens * output_picos
     return -(-picos // PICOS_PER_NANO)
+
+
+def media_cost_nanos(images: int, audio_ms: int, characters: int, image_nanos: int, second_nanos: int,
+                     character_picos: int) -> int:
+    """Exact cost of media units (images, milliseconds of audio, characters), rounded up to a nanodollar."""
+    picos = (images * image_nanos + audio_ms * second_nanos // 1000) * PICOS_PER_NANO + characters * character_picos
+    if audio_ms * second_nanos % 1000:
+        picos += PICOS_PER_NANO  # a part of a nanodollar for audio: round up, like tokens
+    return -(-picos // PICOS_PER_NANO)

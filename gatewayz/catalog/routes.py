@@ -14,13 +14,20 @@ router = APIRouter(tags=["models"])
 
 def model_json(e: CatalogEntry) -> dict[str, Any]:
     per_token = 1_000_000
+    pricing: dict[str, Any] = {"prompt": format(e.input_per_million / per_token, "f"),
+                               "completion": format(e.output_per_million / per_token, "f"),
+                               "input_per_million": str(e.input_per_million),
+                               "output_per_million": str(e.output_per_million), "currency": "USD"}
+    if e.pricing is not None:
+        for name, value in (("image", e.pricing.image), ("audio_second", e.pricing.audio_second),
+                            ("characters_per_million", e.pricing.characters)):
+            if value:
+                pricing[name] = str(value)
     return {
         "id": e.id, "object": "model", "created": 0, "owned_by": e.id.split("/")[0] if "/" in e.id else "gatewayz",
         "aliases": list(e.aliases),
-        "pricing": {"prompt": format(e.input_per_million / per_token, "f"),
-                    "completion": format(e.output_per_million / per_token, "f"),
-                    "input_per_million": str(e.input_per_million), "output_per_million": str(e.output_per_million),
-                    "currency": "USD"},
+        "pricing": pricing,
+        "mode": e.mode,
         "context_length": e.context_length,
         "max_output_tokens": e.max_output_tokens,
         "providers": [r.provider for r in e.routes],

@@ -6,11 +6,21 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
-from gatewayz.billing.money import per_million_to_picos
+from gatewayz.billing.money import per_million_to_picos, usd_to_nanos
 from gatewayz.errors import ModelNotFound
-from gatewayz.settings import ModelConfig
+from gatewayz.settings import ModelConfig, Pricing
 
 log = logging.getLogger("gatewayz.catalog")
+
+
+@dataclass(frozen=True, slots=True)
+class UnitPrices:
+    image_nanos: int = 0          # per generated image
+    second_nanos: int = 0         # per second of audio in
+    character_picos: int = 0      # per character of text spoken
+
+    def any(self) -> bool:
+        return bool(self.image_nanos or self.second_nanos or self.character_picos)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +30,13 @@ class Route:
     input_picos: int = 0       # what the user pays per token when this provider serves the model
     output_picos: int = 0
     weight: float | None = None
+    units: UnitPrices | None = None   # media prices (per image, audio second, character), when any
+
+    @classmethod
+    def priced(cls, provider: str, upstream_model: str, p: Pricing, weight: float | None = None) -> Route:
+        units = UnitPrices(usd_to_nanos(p.image), usd_to_nanos(p.audio_second), per_million_to_picos(p.characters))
+        return cls(provider, upstream_model, per_million_to_picos(p.input), per_million_to_picos(p.output), weight,
+                   units if units.any() else None)
 
     @property
     def unit_price(self) -> int:
@@ -49,6 +66,8 @@ class CatalogEntry:
     routes: tuple[Route, ...]
     free: bool = False
     routing: str = "ordered"
+    mode: str = "chat"
+    pricing: Pricing | None = None
 
 
 class Catalog:
@@ -62,17 +81,15 @@ class Catalog:
                 log.warning("model %s has no pricing and will not be served", m.id)
                 self.unpriced.update([m.id, *m.aliases])
                 continue
-            routes = tuple(Route(r.provider, r.model,
-                                 per_million_to_picos((r.pricing or m.pricing).input),
-                                 per_million_to_picos((r.pricing or m.pricing).output), r.weight)
-                           for r in m.providers)
+            routes = tuple(Route.priced(r.provider, r.model, r.pricing or m.pricing, r.weight) for r in m.providers)
             weighted = any(r.weight for r in m.providers)
             entry = CatalogEntry(
                 id=m.id, aliases=tuple(m.aliases), input_per_million=m.pricing.input,
                 output_per_million=m.pricing.output, input_picos=per_million_to_picos(m.pricing.input),
                 output_picos=per_million_to_picos(m.pricing.output), context_length=m.context_length,
                 max_output_tokens=min(m.max_output_tokens or m.context_length, m.context_length),
-                routes=routes, free=m.free, routing=m.routing or ("weighted" if weighted else "ordered"))
+                routes=routes, free=m.free, routing=m.routing or ("weighted" if weighted else "ordered"),
+                mode=m.mode, pricing=m.pricing)
             self.entries.append(entry)
             for name in (m.id, *m.aliases):
                 self._by_name[name] = entry

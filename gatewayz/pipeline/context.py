@@ -26,6 +26,9 @@ class Usage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False   # True when the upstream never reported usage (a stream cut midway)
+    images: int = 0           # media units, for image, transcription and speech models
+    audio_ms: int = 0
+    characters: int = 0
 
 
 @dataclass(slots=True)
@@ -55,6 +58,8 @@ class RequestContext:
     error_code: str | None = None
     ttft_ms: float | None = None
     rate: Any = None                         # pipeline.limit.RateState once the limits passed
+    operation: str | None = None             # a non-chat operation's upstream path ("embeddings", ...)
+    form: Any = None                         # providers.adapter.Form for a multipart operation
     settled: bool = False
     observed: bool = False
 

@@ -9,11 +9,28 @@ from __future__ import annotations
 
 import time
 
-from gatewayz.errors import RateLimited, ServiceUnavailable, UpstreamFailed, UpstreamResponse, UpstreamTimeout
+from gatewayz.errors import (
+    InvalidRequest,
+    RateLimited,
+    ServiceUnavailable,
+    UpstreamFailed,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 from gatewayz.pipeline.context import Attempt, RequestContext
-from gatewayz.providers.adapter import Adapter
-from gatewayz.providers.engine import AttemptFailed, ClientError, Engine, JsonReply, StreamReply, sleep_within
+from gatewayz.providers.adapter import Adapter, MediaAdapter
+from gatewayz.providers.engine import (
+    AttemptFailed,
+    ClientError,
+    Engine,
+    JsonReply,
+    RawReply,
+    StreamReply,
+    sleep_within,
+)
 from gatewayz.routing.breaker_store import MemoryBreakers
+
+Reply = JsonReply | StreamReply | RawReply
 
 
 class Dispatcher:
@@ -24,7 +41,18 @@ class Dispatcher:
         self._breakers = breakers
         self._max_429_wait = max_429_wait_s
 
-    async def __call__(self, ctx: RequestContext, deadline: float) -> JsonReply | StreamReply:
+    async def _send(self, ctx: RequestContext, adapter: Adapter, upstream_model: str,
+                    remaining: float) -> Reply | ClientError:
+        if ctx.operation is None:
+            out = await adapter.request(ctx.body, upstream_model, ctx.stream)
+            return await self._engine.chat(adapter, out, ctx.stream, remaining)
+        if not hasattr(adapter, "operation"):
+            raise AttemptFailed("unsupported")  # this wire serves chat only: the next provider may serve it
+        media: MediaAdapter = adapter  # type: ignore[assignment]
+        out = await media.operation(ctx.operation, None if ctx.form else ctx.body, ctx.form, upstream_model)
+        return await self._engine.call(adapter, out, remaining)
+
+    async def __call__(self, ctx: RequestContext, deadline: float) -> Reply:
         retry_hint: float | None = None
         tried: set[tuple[str, str]] = set()
         for cand in ctx.candidates:
@@ -36,11 +64,6 @@ class Dispatcher:
                 continue  # opened meanwhile, or a half-open trial is already in flight
             adapter = self._adapters[route.provider]
             spec = adapter.spec
-            try:
-                out = await adapter.request(ctx.body, route.upstream_model, ctx.stream)
-            except AttemptFailed as exc:  # e.g. credentials that could not be refreshed, an unsupported input
-                ctx.attempts.append(Attempt(spec.name, exc.status, exc.kind, 0.0))
-                continue
             for attempt_no in (1, 2):
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
@@ -48,11 +71,14 @@ class Dispatcher:
                     raise _exhausted(ctx, retry_hint)
                 t0 = time.perf_counter()
                 try:
-                    reply = await self._engine.chat(adapter, out, ctx.stream, remaining)
+                    # AttemptFailed also when credentials could not be refreshed or the input is not supported
+                    reply = await self._send(ctx, adapter, route.upstream_model, remaining)
                 except AttemptFailed as exc:
                     elapsed = time.perf_counter() - t0
                     ctx.upstream_s += elapsed
                     ctx.attempts.append(Attempt(spec.name, exc.status, exc.kind, elapsed * 1000))
+                    if exc.kind == "unsupported":
+                        break  # says nothing about the provider's health
                     if exc.status == 429:
                         wait = exc.retry_after_s
                         retry_hint = wait if retry_hint is None or (wait or 0) < retry_hint else retry_hint
@@ -85,6 +111,9 @@ def _exhausted(ctx: RequestContext, retry_hint: float | None) -> Exception:
     tried = "; ".join(f"{a.provider}: {_describe(a)}" for a in ctx.attempts) or "no provider was available"
     extra = {"attempts": [{"provider": a.provider, "status": a.status, "error": a.error} for a in ctx.attempts]}
     kinds = {a.error for a in ctx.attempts}
+    if kinds == {"unsupported"}:
+        return InvalidRequest(f"No provider of {model} serves this endpoint.", param="model",
+                              code="unsupported_operation")
     if ctx.attempts and all(a.status == 429 for a in ctx.attempts):
         after = max(1, round(retry_hint or 1))
         return RateLimited(f"Every provider of {model} is rate limiting; retry after {after}s. Tried: {tried}.",
@@ -99,4 +128,6 @@ def _describe(a: Attempt) -> str:
         return f"HTTP {a.status}"
     return {"timeout": "timed out", "connect": "connection failed", "read": "connection lost",
             "bad_response": "invalid response", "empty_stream": "empty stream",
-            "stream_error": "error event", "deadline": "request deadline reached"}.get(a.error, a.error)
+            "stream_error": "error event", "deadline": "request deadline reached",
+            "unsupported": "does not serve this endpoint",
+            "auth": "credentials could not be refreshed"}.get(a.error, a.error)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gatewayz.billing.credits import CreditAuthority, duplicate
 from gatewayz.billing.money import token_cost_nanos
 from gatewayz.billing.store import LedgerStore
-from gatewayz.catalog.service import CatalogEntry
+from gatewayz.catalog.service import CatalogEntry, Route
 from gatewayz.pipeline.context import RequestContext
 from gatewayz.pipeline.parse import requested_output_tokens
 
@@ -33,17 +35,27 @@ def hold_amount(ctx: RequestContext, entry: CatalogEntry, input_picos: int | Non
                             entry.output_picos if output_picos is None else output_picos)
 
 
-def worst_case(ctx: RequestContext) -> int:
+def chat_hold(ctx: RequestContext, entry: CatalogEntry, route: Route | None) -> int:
+    if route is None:
+        return hold_amount(ctx, entry)
+    return hold_amount(ctx, entry, route.input_picos, route.output_picos)
+
+
+HoldFn = Callable[[RequestContext, CatalogEntry, "Route | None"], int]
+
+
+def worst_case(ctx: RequestContext, hold: HoldFn = chat_hold) -> int:
     """The hold covers whichever candidate (fallback model, provider price) ends up serving."""
     if not ctx.candidates:
         assert ctx.entry is not None
-        return hold_amount(ctx, ctx.entry)
-    return max(hold_amount(ctx, c.entry, c.route.input_picos, c.route.output_picos) for c in ctx.candidates)
+        return hold(ctx, ctx.entry, None)
+    return max(hold(ctx, c.entry, c.route) for c in ctx.candidates)
 
 
-async def reserve(ctx: RequestContext, authority: CreditAuthority, ledger: LedgerStore) -> None:
+async def reserve(ctx: RequestContext, authority: CreditAuthority, ledger: LedgerStore,
+                  hold: HoldFn = chat_hold) -> None:
     entry, principal = ctx.entry, ctx.principal
     assert entry is not None and principal is not None and principal.user_id is not None
     if ctx.client_request_id and await ledger.charged(principal.user_id, ctx.request_id):
         raise duplicate(ctx.request_id)
-    ctx.hold = await authority.reserve(principal.user_id, ctx.request_id, worst_case(ctx))
+    ctx.hold = await authority.reserve(principal.user_id, ctx.request_id, worst_case(ctx, hold))

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from gatewayz.billing.credits import CreditAuthority
-from gatewayz.billing.money import token_cost_nanos
+from gatewayz.billing.money import media_cost_nanos, token_cost_nanos
 from gatewayz.billing.store import Settlement
 from gatewayz.pipeline.context import RequestContext, Usage
 from gatewayz.routing.stats import ProviderStats
@@ -53,6 +53,10 @@ def settle(ctx: RequestContext, authority: CreditAuthority) -> int:
         price_in, price_out = (ctx.route.input_picos, ctx.route.output_picos) if ctx.route else \
             (entry.input_picos, entry.output_picos)
         cost = token_cost_nanos(usage.prompt_tokens, usage.completion_tokens, price_in, price_out)
+        units = ctx.route.units if ctx.route else None
+        if units is not None:
+            cost += media_cost_nanos(usage.images, usage.audio_ms, usage.characters, units.image_nanos,
+                                     units.second_nanos, units.character_picos)
     settlement = Settlement(user_id=ctx.hold.user_id, request_id=ctx.request_id, cost_nanos=cost, model=entry.id,
                             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                             usage=usage_row(ctx, usage))
@@ -73,6 +77,8 @@ def usage_row(ctx: RequestContext, usage: Usage) -> dict[str, Any]:
 
 def _provider_fault(status: int | None, error: str) -> bool:
     """A failure that says something about the provider (not the client's request, not a rate limit)."""
+    if error == "unsupported":
+        return False
     return status is None or status >= 500 or status in (401, 402, 403, 404, 408) or (status == 200 and error != "ok")
 
 

@@ -55,6 +55,31 @@ class Adapter(Protocol):
         ...
 
 
+class MediaAdapter(Adapter, Protocol):
+    """An adapter that also serves the non-chat operations (embeddings, images, audio, legacy completions)."""
+
+    async def operation(self, op: str, body: dict[str, Any] | None, form: Form | None,
+                        upstream_model: str) -> Outgoing:
+        """The upstream request for operation `op` (a path under the base URL, e.g. "embeddings",
+        "audio/transcriptions"), from a JSON body or a multipart form."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """A multipart request (audio transcription): text fields and one file."""
+
+    fields: dict[str, str]
+    file: FilePart
+
+
 # wire -> module exposing make(spec) -> Adapter. Imported on first use, so a wire costs nothing until used.
 WIRES = {
     "openai": "gatewayz.providers.openai_wire",

@@ -43,6 +43,14 @@ class JsonReply:
 
 
 @dataclass(slots=True)
+class RawReply:
+    """A non-chat answer (embeddings, images, audio, transcripts): the upstream's bytes as sent."""
+
+    body: bytes
+    content_type: str
+
+
+@dataclass(slots=True)
 class StreamReply:
     response: aiohttp.ClientResponse
     decoder: StreamDecoder
@@ -105,6 +113,27 @@ class Engine:
         except aiohttp.ClientError:
             resp.release()
             raise AttemptFailed("read", resp.status) from None
+
+    async def call(self, adapter: Adapter, out: Outgoing, remaining_s: float) -> RawReply | ClientError:
+        """One non-chat request (no streaming): the answer's bytes, or the client error, or AttemptFailed."""
+        try:
+            resp = await self._session.post(out.url, data=out.data, headers=out.headers,
+                                            timeout=self._timeout(adapter.spec, False, remaining_s))
+        except TimeoutError:
+            raise AttemptFailed("timeout") from None
+        except aiohttp.ClientError:
+            raise AttemptFailed("connect") from None
+        try:
+            if resp.status != 200:
+                return await self._refusal(adapter, resp)
+            body = await resp.read()
+            return RawReply(body, resp.headers.get("content-type", "application/octet-stream"))
+        except TimeoutError:
+            raise AttemptFailed("timeout", resp.status) from None
+        except aiohttp.ClientError:
+            raise AttemptFailed("read", resp.status) from None
+        finally:
+            resp.release()
 
     @staticmethod
     async def _refusal(adapter: Adapter, resp: aiohttp.ClientResponse) -> ClientError:

@@ -4,11 +4,12 @@ answer comes back as is."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import orjson
 
-from gatewayz.providers.adapter import Outgoing
+from gatewayz.providers.adapter import Form, Outgoing
 from gatewayz.providers.spec import ProviderSpec
 from gatewayz.providers.sse import SSEParser
 from gatewayz.routing.planner import GATEWAY_FIELDS
@@ -49,6 +50,16 @@ class OpenAIAdapter:
             raise AttemptFailed("bad_response", 200)
         return data
 
+    async def operation(self, op: str, body: dict[str, Any] | None, form: Form | None,
+                        upstream_model: str) -> Outgoing:
+        url = f"{self.spec.base_url}/{op}"
+        if form is not None:
+            data, content_type = multipart(form, upstream_model)
+            return Outgoing(url, {**self.headers, "content-type": content_type, "accept": "*/*"}, data)
+        out = {k: v for k, v in (body or {}).items() if k not in GATEWAY_FIELDS}
+        out["model"] = upstream_model
+        return Outgoing(url, {**self.headers, "accept": "*/*"}, orjson.dumps(out))
+
     def decoder(self) -> SSEParser:
         return SSEParser()
 
@@ -79,3 +90,21 @@ def openai_error_body(status: int, body: bytes, message_keys: tuple[str, ...] = 
 
 def make(spec: ProviderSpec) -> OpenAIAdapter:
     return OpenAIAdapter(spec)
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
+
+
+def multipart(form: Form, model: str) -> tuple[bytes, str]:
+    """multipart/form-data for an upstream: the form's fields with the upstream's model id, then the file."""
+    boundary = "gatewayz" + secrets.token_hex(12)
+    parts: list[bytes] = []
+    for name, value in {**form.fields, "model": model}.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote(name)}"\r\n\r\n'.encode()
+                     + value.encode() + b"\r\n")
+    f = form.file
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{_quote(f.filename)}"\r\n'
+                 f"Content-Type: {f.content_type}\r\n\r\n".encode() + f.data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

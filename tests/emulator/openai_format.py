@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from . import openai_media
 from .faults import strip_directives
 from .openai_chat import completion_body, plan_chat, stream_chunks, validate_chat
 from .textgen import count_words, embedding_vector, pack_float32
@@ -93,6 +94,9 @@ class OpenAIFormat:
         return (
             Route("POST", "/v1/chat/completions", self.chat_completions),
             Route("POST", "/v1/embeddings", self.embeddings),
+            Route("POST", "/v1/images/generations", lambda ex: openai_media.images(self, ex)),
+            Route("POST", "/v1/audio/transcriptions", lambda ex: openai_media.transcriptions(self, ex)),
+            Route("POST", "/v1/audio/speech", lambda ex: openai_media.speech(self, ex)),
             Route("GET", "/v1/models", self.list_models),
             Route("GET", "/v1/models/{model_id:.+}", self.get_model),
         )
