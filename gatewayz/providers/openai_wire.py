@@ -15,15 +15,23 @@ from gatewayz.providers.sse import SSEParser
 from gatewayz.routing.planner import GATEWAY_FIELDS
 
 
-def upstream_payload(body: dict[str, Any], upstream_model: str, stream: bool) -> bytes:
+def upstream_body(body: dict[str, Any], upstream_model: str | None, stream: bool) -> dict[str, Any]:
+    """The client's request for the upstream: its model id (None: no model in the body), usage on streams."""
     out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
-    out["model"] = upstream_model
+    if upstream_model is None:
+        out.pop("model", None)
+    else:
+        out["model"] = upstream_model
     if stream:
         # Always ask for usage: billing needs it even when the client did not ask to see it.
         options = dict(out.get("stream_options") or {})
         options["include_usage"] = True
         out["stream_options"] = options
-    return orjson.dumps(out)
+    return out
+
+
+def upstream_payload(body: dict[str, Any], upstream_model: str, stream: bool) -> bytes:
+    return orjson.dumps(upstream_body(body, upstream_model, stream))
 
 
 def base_headers(spec: ProviderSpec, auth: dict[str, str]) -> dict[str, str]:

@@ -28,6 +28,9 @@ class ProviderInfo:
 
 BUILTIN: tuple[ProviderInfo, ...] = (
     ProviderInfo("openai", "OPENAI_API_KEY", "https://api.openai.com/v1", "maker", ("openai",), "openai"),
+    ProviderInfo("azure", "AZURE_OPENAI_API_KEY", "https://example-resource.openai.azure.com", "host", (), None,
+                 base_url_env="AZURE_OPENAI_ENDPOINT", wire="azure",
+                 option_env=(("api_version", "AZURE_OPENAI_API_VERSION"),)),
     ProviderInfo("openrouter", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1", "aggregator"),
     ProviderInfo("vercel", "AI_GATEWAY_API_KEY", "https://ai-gateway.vercel.sh/v1", "aggregator", (),
                  "vercel_ai_gateway"),
