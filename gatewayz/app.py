@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gatewayz import __version__
+from gatewayz.analytics.routes import router as analytics_router
 from gatewayz.api.asgi import Endpoint, Receive, Scope, Send, send_error
 from gatewayz.api.chat import ChatCompletions
 from gatewayz.api.messages import CountTokens, Messages
@@ -88,7 +89,7 @@ def create_app(settings: Settings) -> Gateway:
         return _error_response(err)
 
     for router in (health_router, models_router, users_router, credits_router, routing_router, metrics_router,
-                   audit_router, media_router):
+                   audit_router, media_router, analytics_router):
         app.include_router(router)
     chat = ChatCompletions(container)
     hot: dict[tuple[str, str], Endpoint] = {

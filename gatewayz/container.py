@@ -7,6 +7,8 @@ import logging
 
 import aiohttp
 
+from gatewayz.analytics.retention import UsageRetention
+from gatewayz.analytics.store import UsageStore
 from gatewayz.audit.store import AuditLog
 from gatewayz.billing.credits import CreditAuthority, SqlAuthority, make_authority
 from gatewayz.billing.money import usd_to_nanos
@@ -56,6 +58,8 @@ class Container:
         self.users = UserStore(self.db)
         self.audit = AuditLog(self.db)
         self.ledger = LedgerStore(self.db)
+        self.usage = UsageStore(self.db)
+        self.retention = UsageRetention(self.usage, settings.usage.retention_days)
         self.writer = SettlementWriter(self.ledger, settings.credits.settle_flush_ms)
         self.credits: CreditAuthority = make_authority(settings.credits.authority, settings.workers, self.ledger,
                                                        self.writer, settings.credits.hold_ttl_s)
@@ -95,6 +99,7 @@ class Container:
         self.dispatch = Dispatcher(self.engine, self.adapters, self.breakers,
                                    self.settings.routing.retry_429_max_wait_s)
         self.keys.start()
+        self.retention.start()
         if isinstance(self.breakers, RedisBreakers):
             self.breakers.start()
         if self.settings.routing.probes.enabled:
@@ -112,6 +117,7 @@ class Container:
     async def stop(self) -> None:
         """Drain pending settlements first, then close the connections."""
         await self.prober.stop()
+        await self.retention.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)

@@ -198,6 +198,12 @@ class CreditsConfig(_Strict):
     hold_ttl_s: int = Field(default=3600, ge=60)
 
 
+class UsageConfig(_Strict):
+    # Usage records (GET /user/activity/*, /user/usage/export) older than this many days are deleted by a
+    # periodic purge; 0 keeps them forever. The credit ledger is never purged.
+    retention_days: int = Field(default=400, ge=0, le=36500)
+
+
 class Settings(_Strict):
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
@@ -216,6 +222,7 @@ class Settings(_Strict):
     credits: CreditsConfig = Field(default_factory=CreditsConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
     # The bundled catalog: every model the enabled built-in providers serve, priced (see README).
     builtin_catalog: bool = True
     # Keys and URLs of built-in providers found in the environment (OPENAI_API_KEY, GROQ_API_KEY, ...).

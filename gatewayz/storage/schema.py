@@ -125,6 +125,10 @@ usage_records = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.UniqueConstraint("user_id", "request_id"),
     sa.Index(None, "user_id", "created_at"),
+    # Customer analytics (per key, per model over a date range) and the retention purge (by age alone).
+    sa.Index(None, "user_id", "api_key_id", "created_at"),
+    sa.Index(None, "user_id", "model", "created_at"),
+    sa.Index(None, "created_at"),
 )
 
 # Append-only, hash-chained: each row carries the hash of the previous one, so editing or deleting any row
