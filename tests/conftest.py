@@ -54,6 +54,7 @@ def make_settings(tmp: Path, db_url: str, emus: list[Emulator], **kw: Any) -> Se
     timeout_s = kw.pop("timeout_s", 5.0)
     providers = [ProviderConfig(name=f"emu-{e.name}", type="openai", base_url=e.base_url, api_key=EMU_KEY,
                                 timeout_s=timeout_s) for e in emus]
+    providers += kw.pop("extra_providers", [])
     routes = [ModelRoute(provider=p.name, model="ok-model") for p in providers]
     models = kw.pop("models", None) or [
         ModelConfig(id="test/echo", aliases=["echo"], pricing=Pricing(input=Decimal("1"), output=Decimal("2")),
