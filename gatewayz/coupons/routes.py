@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gatewayz.api.deps import Admin, ContainerDep, User
+from gatewayz.api.fields import FutureTime
 from gatewayz.billing.money import nanos_to_json
 from gatewayz.container import Container
 from gatewayz.coupons.service import REASONS, refused
@@ -27,15 +27,6 @@ def _normalise(v: Any) -> Any:
     return v.strip().upper() if isinstance(v, str) else v
 
 
-def _in_future(v: datetime | None) -> datetime | None:
-    if v is None:
-        return None
-    v = v if v.tzinfo else v.replace(tzinfo=UTC)
-    if v <= datetime.now(UTC):
-        raise ValueError("must be in the future")
-    return v
-
-
 # Codes are case-insensitive: stored and compared upper-case.
 CouponCode = Annotated[str, BeforeValidator(_normalise), Field(pattern=CODE_PATTERN)]
 
@@ -44,7 +35,7 @@ class NewCoupon(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: CouponCode
     amount: Decimal = Field(gt=0, le=Decimal(1_000_000), decimal_places=9)   # USD; coupons.max_amount_usd caps it
-    expires_at: Annotated[datetime | None, AfterValidator(_in_future)] = None
+    expires_at: FutureTime | None = None
     max_redemptions: int | None = Field(default=None, ge=1, le=1_000_000_000)   # over all users; null: no cap
     per_user_limit: int = Field(default=1, ge=1, le=1000)
     user_id: int | None = Field(default=None, ge=1)   # only this user may redeem (and see) it
@@ -113,7 +104,7 @@ async def validate(body: CodeIn, user: User, c: ContainerDep) -> dict[str, Any]:
     out: dict[str, Any] = {"code": body.code, "valid": check.reason is None, "reason": check.reason}
     if check.reason is not None:
         out["message"] = REASONS[check.reason][1].format(code=body.code)
-    if k is not None and check.reason is None:
+    elif k is not None:
         out.update(amount=nanos_to_json(k.amount_nanos), amount_nanos=k.amount_nanos, description=k.description,
                    expires_at=k.expires_at, remaining_for_you=k.per_user_limit - check.used)
     return out
