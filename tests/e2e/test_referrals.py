@@ -57,8 +57,11 @@ def ledger_types(gw: GatewayServer, u: dict[str, Any]) -> list[tuple[str, int]]:
     return [(x["type"], x["amount_nanos"]) for x in assert_books_balance(gw, u["id"])]
 
 
-def test_each_user_gets_one_unique_code(gateway: GatewayServer) -> None:
-    """AC-CC.3.1: created on the first call (GET /referral/code or POST /referral/generate), stable after."""
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_each_user_gets_one_unique_code(gateway_factory: GatewayFactory, emu_a: Emulator, backend: str) -> None:
+    """AC-CC.3.1: created on the first call (GET /referral/code or POST /referral/generate), stable after,
+    also when first calls race."""
+    gateway = gateway_factory([emu_a], backend=backend)
     a, b = gateway.create_user("0"), gateway.create_user("0")
     first = httpx.post(gateway.url + "/referral/generate", headers=as_user(a)).json()
     assert len(first["code"]) == CODE_LENGTH and set(first["code"]) <= set(ALPHABET)
