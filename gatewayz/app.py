@@ -22,10 +22,12 @@ from gatewayz.audit.routes import router as audit_router
 from gatewayz.billing.routes import router as credits_router
 from gatewayz.catalog.routes import router as models_router
 from gatewayz.container import Container
+from gatewayz.coupons.routes import router as coupons_router
 from gatewayz.errors import GatewayError, InvalidRequest, status_error
 from gatewayz.health.routes import router as health_router
 from gatewayz.media.routes import router as media_router
 from gatewayz.observability.routes import router as metrics_router
+from gatewayz.referrals.routes import router as referrals_router
 from gatewayz.routing.routes import router as routing_router
 from gatewayz.settings import Settings, load_settings
 from gatewayz.users.routes import router as users_router
@@ -88,8 +90,14 @@ def create_app(settings: Settings) -> Gateway:
         err.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return _error_response(err)
 
-    for router in (health_router, models_router, users_router, credits_router, routing_router, metrics_router,
-                   audit_router, media_router, analytics_router):
+    routers = (
+        health_router, models_router, users_router, credits_router, routing_router, metrics_router, audit_router,
+        media_router,
+        analytics_router,
+        coupons_router,
+        referrals_router,
+    )
+    for router in routers:
         app.include_router(router)
     chat = ChatCompletions(container)
     hot: dict[tuple[str, str], Endpoint] = {

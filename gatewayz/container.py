@@ -16,6 +16,8 @@ from gatewayz.billing.store import LedgerStore
 from gatewayz.billing.writer import SettlementWriter
 from gatewayz.catalog.builtin import builtin_models
 from gatewayz.catalog.service import Catalog
+from gatewayz.coupons.service import CouponService
+from gatewayz.coupons.store import CouponStore
 from gatewayz.keys.crypto import KeyCipher, load_or_create_master_key
 from gatewayz.keys.revocations import RevocationBus
 from gatewayz.keys.service import KeyService
@@ -28,6 +30,8 @@ from gatewayz.pipeline.limit import RateLimits
 from gatewayz.providers.adapter import Adapter, make_adapter
 from gatewayz.providers.engine import Engine
 from gatewayz.providers.spec import ProviderSpec, builtin_specs, spec_from_config
+from gatewayz.referrals.service import ReferralService
+from gatewayz.referrals.store import ReferralStore
 from gatewayz.routing.breaker import BreakerPolicy
 from gatewayz.routing.breaker_store import MemoryBreakers, RedisBreakers
 from gatewayz.routing.planner import Planner
@@ -64,6 +68,8 @@ class Container:
         self.credits: CreditAuthority = make_authority(settings.credits.authority, settings.workers, self.ledger,
                                                        self.writer, settings.credits.hold_ttl_s)
         self.low_balance_nanos = usd_to_nanos(settings.credits.low_balance_threshold_usd)
+        self.coupons = CouponService(CouponStore(self.db), self.credits, self.audit, settings.coupons)
+        self.referrals = ReferralService(ReferralStore(self.db), self.credits, self.audit, settings.referrals)
         self.providers: dict[str, ProviderSpec] = builtin_specs(settings)
         self.providers.update({p.name: spec_from_config(p) for p in settings.providers})
         self.adapters: dict[str, Adapter] = {name: make_adapter(spec) for name, spec in self.providers.items()}

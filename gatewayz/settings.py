@@ -202,6 +202,22 @@ class UsageConfig(_Strict):
     # Usage records (GET /user/activity/*, /user/usage/export) older than this many days are deleted by a
     # periodic purge; 0 keeps them forever. The credit ledger is never purged.
     retention_days: int = Field(default=400, ge=0, le=36500)
+class CouponsConfig(_Strict):
+    """Credit codes issued by an admin (POST /admin/coupons) and redeemed by users (POST /coupons/redeem)."""
+
+    # The largest amount one coupon may grant.
+    max_amount_usd: Decimal = Field(default=Decimal("1000"), gt=0, le=1_000_000, decimal_places=9)
+    # Validate and redeem calls per user per minute (0: unlimited), so codes cannot be found by guessing.
+    attempts_per_minute: int = Field(default=30, ge=0)
+
+
+class ReferralsConfig(_Strict):
+    """Each user has a referral code; a new user who applies one, and the code's owner, both get `bonus_usd`
+    when the new user's first purchase of at least `min_purchase_usd` is recorded."""
+
+    bonus_usd: Decimal = Field(default=Decimal("10"), gt=0, le=1_000_000, decimal_places=9)
+    min_purchase_usd: Decimal = Field(default=Decimal("10"), ge=0, le=1_000_000, decimal_places=9)
+    max_uses: int = Field(default=10, ge=1)   # users who may apply one code
 
 
 class Settings(_Strict):
@@ -223,6 +239,8 @@ class Settings(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
+    coupons: CouponsConfig = Field(default_factory=CouponsConfig)
+    referrals: ReferralsConfig = Field(default_factory=ReferralsConfig)
     # The bundled catalog: every model the enabled built-in providers serve, priced (see README).
     builtin_catalog: bool = True
     # Keys and URLs of built-in providers found in the environment (OPENAI_API_KEY, GROQ_API_KEY, ...).

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from gatewayz.api.deps import Admin, ContainerDep, User
 from gatewayz.billing.money import nanos_to_json, usd_to_nanos
-from gatewayz.billing.store import UnknownUser
+from gatewayz.billing.store import PURCHASE, UnknownUser
 from gatewayz.errors import NotFound
 
 router = APIRouter(tags=["credits"])
@@ -22,21 +22,26 @@ class CreditGrant(BaseModel):
     user_id: int = Field(ge=1)
     amount: Decimal = Field(gt=0, le=MAX_GRANT_USD, decimal_places=9)
     description: str | None = Field(default=None, max_length=500)
+    # "purchase": money the user paid (recorded by hand until a payment provider records it); the first
+    # large enough one pays a pending referral bonus.
+    type: Literal["admin_credit", "purchase"] = "admin_credit"
 
 
 @router.post("/credits/add")
 async def add_credits(body: CreditGrant, admin: Admin, c: ContainerDep) -> dict[str, Any]:
     amount = usd_to_nanos(body.amount)
     try:
-        after = await c.ledger.add(body.user_id, amount, "admin_credit", actor="admin",
+        after = await c.ledger.add(body.user_id, amount, body.type, actor="admin",
                                    description=body.description)
     except UnknownUser:
         raise NotFound(f"No user {body.user_id}.", code="user_not_found") from None
     c.credits.credited(body.user_id, amount)
-    await c.audit.append("admin", "credits.add", f"user:{body.user_id}", {"nanos": amount})
+    await c.audit.append("admin", "credits.add", f"user:{body.user_id}", {"nanos": amount, "type": body.type})
     del after  # the authority knows settlements not yet written
+    bonus = await c.referrals.on_purchase(body.user_id, amount) if body.type == PURCHASE else None
     balance = await c.credits.balance(body.user_id)
-    return {"user_id": body.user_id, "added": nanos_to_json(amount), "balance": nanos_to_json(balance),
+    return {"user_id": body.user_id, "type": body.type, "added": nanos_to_json(amount),
+            "referral_bonus": nanos_to_json(bonus) if bonus else None, "balance": nanos_to_json(balance),
             "currency": "USD"}
 
 

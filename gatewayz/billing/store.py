@@ -20,6 +20,7 @@ from gatewayz.storage.db import create_sync_engine
 from gatewayz.storage.schema import credit_holds, credit_transactions, usage_records, users
 
 USAGE = "api_usage"
+PURCHASE = "purchase"   # money paid in; the first large enough one pays a pending referral bonus
 
 
 @dataclass(slots=True)
@@ -84,16 +85,8 @@ class LedgerStore:
         """Credit (or, negative, debit) a balance with its ledger row; returns the new balance."""
         try:
             async with self._engine.begin() as conn:
-                res = await conn.execute(users.update().where(users.c.id == user_id)
-                                         .values(balance_nanos=users.c.balance_nanos + amount_nanos)
-                                         .returning(users.c.balance_nanos))
-                after = res.scalar_one_or_none()
-                if after is None:
-                    raise UnknownUser(user_id)
-                await conn.execute(credit_transactions.insert().values(
-                    user_id=user_id, type=kind, amount_nanos=amount_nanos, balance_after_nanos=after,
-                    request_id=request_id, description=description, actor=actor, created_at=_now()))
-                return int(after)
+                return await credit(conn, user_id, amount_nanos, kind, actor=actor, description=description,
+                                    request_id=request_id)
         except IntegrityError as exc:
             if "balance" in str(exc.orig).lower() or "check" in str(exc.orig).lower():
                 raise NegativeBalance(user_id) from None
@@ -185,6 +178,23 @@ class LedgerStore:
             rows = await conn.execute(sa.select(t).where(t.c.user_id == user_id)
                                       .order_by(t.c.id.desc()).limit(limit).offset(offset))
             return [dict(r._mapping) for r in rows], int(total)
+
+
+async def credit(conn: AsyncConnection, user_id: int, amount_nanos: int, kind: str, *, actor: str | None = None,
+                 description: str | None = None, request_id: str | None = None) -> int:
+    """The balance change and its ledger row on the caller's transaction, so other writes (a coupon's
+    redemption count, say) commit or roll back with them; returns the new balance. The caller tells the
+    credit authority (`CreditAuthority.credited`) once its transaction has committed."""
+    res = await conn.execute(users.update().where(users.c.id == user_id)
+                             .values(balance_nanos=users.c.balance_nanos + amount_nanos)
+                             .returning(users.c.balance_nanos))
+    after = res.scalar_one_or_none()
+    if after is None:
+        raise UnknownUser(user_id)
+    await conn.execute(credit_transactions.insert().values(
+        user_id=user_id, type=kind, amount_nanos=amount_nanos, balance_after_nanos=after, request_id=request_id,
+        description=description, actor=actor, created_at=_now()))
+    return int(after)
 
 
 def _apply_with_retry(target: Engine | Connection, items: list[Settlement]) -> list[int]:

@@ -152,3 +152,65 @@ audit_head = sa.Table(
     sa.Column("seq", sa.BigInteger(), nullable=False),
     sa.Column("last_hash", sa.String(64), nullable=False),
 )
+
+# Admin-issued credit codes. `redemptions` only grows by a conditional UPDATE in the redeeming transaction.
+coupons = sa.Table(
+    "coupons", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("code", sa.String(40), nullable=False, unique=True),
+    sa.Column("amount_nanos", Money, nullable=False),
+    sa.Column("description", sa.String(500), nullable=True),
+    # Set: only this user may redeem it, and only they see it.
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True,
+              index=True),
+    sa.Column("max_redemptions", sa.Integer(), nullable=True),
+    sa.Column("per_user_limit", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("redemptions", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("listed", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.CheckConstraint("amount_nanos > 0", name="amount_positive"),
+    sa.CheckConstraint("per_user_limit >= 1", name="per_user_limit_positive"),
+    sa.CheckConstraint("max_redemptions IS NULL OR redemptions <= max_redemptions", name="within_max"),
+)
+
+# One row per redemption; `seq` is the user's n-th redemption of the coupon, so the per-user limit also
+# holds in the database.
+coupon_redemptions = sa.Table(
+    "coupon_redemptions", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("coupon_id", sa.BigInteger(), sa.ForeignKey("coupons.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("amount_nanos", Money, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("coupon_id", "user_id", "seq"),
+    sa.Index(None, "user_id", "created_at"),
+)
+
+# Each user's referral code, created on first request; `uses` counts the users who applied it.
+referral_codes = sa.Table(
+    "referral_codes", metadata,
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+    sa.Column("code", sa.String(16), nullable=False, unique=True),
+    sa.Column("uses", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+# Who referred whom: one row per referee (the primary key makes "only once" a database fact). The bonus
+# is paid once, when `rewarded_at` goes from null to a time in the paying transaction.
+referrals = sa.Table(
+    "referrals", metadata,
+    sa.Column("referee_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+    sa.Column("referrer_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("code", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("rewarded_at", Timestamp, nullable=True),
+    sa.Column("purchase_nanos", Money, nullable=True),   # the purchase that paid the bonus
+    sa.Column("bonus_nanos", Money, nullable=True),      # paid to each side
+    sa.CheckConstraint("referee_id <> referrer_id", name="not_self"),
+)

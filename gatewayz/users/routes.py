@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -12,6 +11,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gatewayz.api.deps import Admin, ContainerDep, User, actor_of
+from gatewayz.api.fields import FutureTime
 from gatewayz.billing.money import nanos_to_json, usd_to_nanos
 from gatewayz.errors import Conflict, InvalidRequest, RateLimited
 from gatewayz.keys.restrictions import RestrictionsIn
@@ -40,17 +40,7 @@ class NewUser(BaseModel):
 
 class NewKey(RestrictionsIn):
     name: str = Field(default="default", min_length=1, max_length=100, pattern=r"^[\w .\-]+$")
-    expires_at: datetime | None = None
-
-    @field_validator("expires_at")
-    @classmethod
-    def _future(cls, v: datetime | None) -> datetime | None:
-        if v is None:
-            return None
-        v = v if v.tzinfo else v.replace(tzinfo=UTC)
-        if v <= datetime.now(UTC):
-            raise ValueError("must be in the future")
-        return v
+    expires_at: FutureTime | None = None
 
 
 KEY_CREATION = Limit(10, 3600)  # keys a user may create per hour

@@ -1,11 +1,11 @@
 """Usage analytics indexes: per key and per model over a date range, and by age for the retention purge
 
-Revision ID: 0004a
+Revision ID: 0004
 Revises: 0003
 """
 from alembic import op
 
-revision = "0004a"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
