@@ -125,6 +125,7 @@ usage_records = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.UniqueConstraint("user_id", "request_id"),
     sa.Index(None, "user_id", "created_at"),
+    sa.Index(None, "created_at"),  # the operator views (gatewayz/monitoring) read time windows of every user
 )
 
 # Append-only, hash-chained: each row carries the hash of the previous one, so editing or deleting any row
