@@ -7,7 +7,7 @@ metrics. Annotations are not served."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -75,7 +75,8 @@ async def query(_: Admin, c: ContainerDep, body: QueryBody) -> list[dict[str, An
         if t in wanted and t.target not in TARGETS:
             raise InvalidRequest(f"Unknown target {t.target!r}; POST /prometheus/datasource/search lists them.",
                                  param=f"targets[{i}].target", code="unknown_target")
-    buckets = Buckets.fit(start, end, body.intervalMs)
+    # Nothing has happened after now: a range reaching into the future gets no points there (not zeros).
+    buckets = Buckets.fit(start, max(start, min(end, datetime.now(UTC))), body.intervalMs)
     found = await SeriesQuery(c.db).series(buckets, [t.target for t in wanted])
     out: list[dict[str, Any]] = []
     for t in wanted:

@@ -60,7 +60,7 @@ class Buckets:
     def starts(self) -> list[int]:
         first_ms = int(self.start.timestamp() * 1000) // self.interval_ms * self.interval_ms
         end_ms = int(self.end.timestamp() * 1000)
-        return list(range(first_ms, end_ms, self.interval_ms)) if end_ms > first_ms else []
+        return list(range(first_ms, end_ms, self.interval_ms)) if self.end > self.start else []
 
 
 Series = tuple[str, str | None, list[tuple[float | int, int]]]  # (name, group value, [(value, epoch ms)])
