@@ -26,6 +26,7 @@ from gatewayz.coupons.routes import router as coupons_router
 from gatewayz.errors import GatewayError, InvalidRequest, status_error
 from gatewayz.health.routes import router as health_router
 from gatewayz.media.routes import router as media_router
+from gatewayz.monitoring.routes import router as monitoring_router
 from gatewayz.observability.routes import router as metrics_router
 from gatewayz.referrals.routes import router as referrals_router
 from gatewayz.routing.routes import router as routing_router
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> Gateway:
         analytics_router,
         coupons_router,
         referrals_router,
+        monitoring_router,
     )
     for router in routers:
         app.include_router(router)

@@ -125,7 +125,8 @@ usage_records = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.UniqueConstraint("user_id", "request_id"),
     sa.Index(None, "user_id", "created_at"),
-    # Customer analytics (per key, per model over a date range) and the retention purge (by age alone).
+    # Customer analytics (per key, per model over a date range), the retention purge and the operator views
+    # (gatewayz/monitoring: time windows of every user).
     sa.Index(None, "user_id", "api_key_id", "created_at"),
     sa.Index(None, "user_id", "model", "created_at"),
     sa.Index(None, "created_at"),

@@ -13,7 +13,7 @@ PUBLIC = {"/health", "/health/quick", "/health/ready", "/v1/models", "/v1/models
           "/health/models/uptime", "/v1/status", "/code-router/tiers", "/general-router/settings/options",
           "/openapi.json", "/docs", "/docs/oauth2-redirect"}
 ADMIN_PREFIXES = ("/admin/", "/credits/add", "/circuit-breakers", "/health/providers", "/health/monitoring",
-                  "/metrics", "/api/metrics/")
+                  "/metrics", "/api/metrics/", "/api/monitoring/", "/prometheus/")
 PARAMS = {"provider": "emu-a", "key_id": "1", "model_id": "test/echo"}
 
 
