@@ -18,6 +18,8 @@ from gatewayz.api.chat import ChatCompletions
 from gatewayz.api.messages import CountTokens, Messages
 from gatewayz.api.middleware import RequestIdMiddleware
 from gatewayz.audit.routes import router as audit_router
+from gatewayz.auth.role_routes import router as roles_router
+from gatewayz.auth.routes import router as accounts_router
 from gatewayz.billing.routes import router as credits_router
 from gatewayz.catalog.routes import router as models_router
 from gatewayz.container import Container
@@ -87,7 +89,7 @@ def create_app(settings: Settings) -> Gateway:
         return _error_response(err)
 
     for router in (health_router, models_router, users_router, credits_router, routing_router, metrics_router,
-                   audit_router):
+                   audit_router, accounts_router, roles_router):
         app.include_router(router)
     chat = ChatCompletions(container)
     hot: dict[tuple[str, str], Endpoint] = {
