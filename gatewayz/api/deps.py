@@ -27,8 +27,12 @@ def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
+def request_credential(request: Request) -> str | None:
+    return credential({k.lower().encode(): v.encode("latin-1") for k, v in request.headers.items()})
+
+
 async def get_principal(request: Request, c: ContainerDep) -> Principal:
-    token = credential({k.lower().encode(): v.encode("latin-1") for k, v in request.headers.items()})
+    token = request_credential(request)
     if token is None:
         raise AuthenticationFailed("Missing API key: send `Authorization: Bearer <key>`.", code="missing_api_key")
     if is_session_token(token):

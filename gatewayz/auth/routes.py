@@ -9,11 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gatewayz.api.deps import ContainerDep, User, actor_of
+from gatewayz.api.deps import ContainerDep, User, actor_of, request_credential
 from gatewayz.auth.passwords import MAX_PASSWORD_CHARS
 from gatewayz.auth.tokens import is_session_token
 from gatewayz.errors import AuthenticationFailed
-from gatewayz.pipeline.authenticate import credential
 
 router = APIRouter(tags=["accounts"])
 
@@ -56,7 +55,7 @@ async def login(body: EmailPassword, request: Request, c: ContainerDep) -> dict[
 @router.post("/auth/logout")
 async def logout(request: Request, c: ContainerDep) -> dict[str, Any]:
     """Ends the session whose token is sent as the bearer credential, at once."""
-    token = credential({k.lower().encode(): v.encode("latin-1") for k, v in request.headers.items()})
+    token = request_credential(request)
     if token is None or not is_session_token(token):
         raise AuthenticationFailed("Send the session token to end: `Authorization: Bearer gws_...`.",
                                    code="missing_session")

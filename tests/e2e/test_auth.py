@@ -98,7 +98,9 @@ def test_register_login_use_the_session_and_log_out(gateway: GatewayServer) -> N
     assert all(token not in str(e) and PASSWORD not in str(e) for e in log)
 
 
-def test_wrong_password_unknown_email_and_no_password_fail_alike(gateway: GatewayServer) -> None:
+def test_wrong_password_unknown_email_and_no_password_fail_alike(gateway_factory: GatewayFactory,
+                                                                 emu_a: Emulator) -> None:
+    gateway = gateway_factory([emu_a], auth=AuthConfig(argon2=FAST))
     address = email()
     assert register(gateway, address).status_code == 201
     made_by_admin = gateway.create_user("1")  # no password until its owner sets one
@@ -194,7 +196,8 @@ def test_key_creation_limit(gateway: GatewayServer, user: dict[str, Any]) -> Non
     assert len(listed) == 11  # the default key and ten more; the refused one was not made
 
 
-def test_set_then_change_password(gateway: GatewayServer) -> None:
+def test_set_then_change_password(gateway_factory: GatewayFactory, emu_a: Emulator) -> None:
+    gateway = gateway_factory([emu_a], auth=AuthConfig(argon2=FAST))
     made = gateway.create_user("1")
     key = bearer(made["api_key"])
     address = made["email"]
