@@ -46,7 +46,7 @@ async def change_role(user_id: int, body: RoleChange, admin: Admin, c: Container
 
 
 @router.get("/admin/roles/permissions/{role}")
-async def role_permissions(role: str, _: Support, c: ContainerDep) -> dict[str, Any]:
+async def role_permissions(role: str, _: Support) -> dict[str, Any]:
     held = ROLE_PERMISSIONS.get(role)
     if held is None:
         raise NotFound(f"No role {role!r}; roles are {', '.join(ROLE_PERMISSIONS)}.", param="role",
