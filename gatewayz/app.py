@@ -19,6 +19,8 @@ from gatewayz.api.chat import ChatCompletions
 from gatewayz.api.messages import CountTokens, Messages
 from gatewayz.api.middleware import RequestIdMiddleware
 from gatewayz.audit.routes import router as audit_router
+from gatewayz.auth.role_routes import router as roles_router
+from gatewayz.auth.routes import router as accounts_router
 from gatewayz.billing.routes import router as credits_router
 from gatewayz.catalog.routes import router as models_router
 from gatewayz.container import Container
@@ -98,6 +100,8 @@ def create_app(settings: Settings) -> Gateway:
         coupons_router,
         referrals_router,
         monitoring_router,
+        accounts_router,
+        roles_router,
     )
     for router in routers:
         app.include_router(router)

@@ -10,6 +10,7 @@ import aiohttp
 from gatewayz.analytics.retention import UsageRetention
 from gatewayz.analytics.store import UsageStore
 from gatewayz.audit.store import AuditLog
+from gatewayz.auth.service import AuthService
 from gatewayz.billing.credits import CreditAuthority, SqlAuthority, make_authority
 from gatewayz.billing.money import usd_to_nanos
 from gatewayz.billing.store import LedgerStore
@@ -87,6 +88,7 @@ class Container:
         self.planner = Planner(self.providers, self.breakers, self.provider_stats)
         limiter = RedisLimiter(self.redis) if self.redis is not None else MemoryLimiter()
         self.limits = RateLimits(settings.limits, limiter)
+        self.auth = AuthService(settings.auth, self.db, self.users, limiter)
         priors = load_priors()
         priors.update({m.id: Prior(**m.priors.model_dump()) for m in settings.models if m.priors})
         self.routers = Routers(self.catalog, self.provider_stats, self.breakers, priors)

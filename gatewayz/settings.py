@@ -188,6 +188,46 @@ class LimitsConfig(_Strict):
     tokens_per_minute: int = Field(default=2_000_000, ge=0)      # per API key, prompt + completion
     user_requests_per_minute: int = Field(default=0, ge=0)       # per user, across all their keys
     ip_requests_per_minute: int = Field(default=300, ge=0)       # requests that fail authentication, per IP
+    key_creations_per_hour: int = Field(default=10, ge=0)        # API keys a user may create, per user
+
+
+class Argon2Config(_Strict):
+    """Password hashing cost (argon2id). Raising it rehashes each stored password at its owner's next login."""
+
+    time_cost: int = Field(default=3, ge=1, le=20)
+    memory_cost_kib: int = Field(default=65536, ge=8, le=4 * 1024 * 1024)
+    parallelism: int = Field(default=4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _memory_per_lane(self) -> Argon2Config:
+        if self.memory_cost_kib < 8 * self.parallelism:
+            raise ValueError("memory_cost_kib must be at least 8 x parallelism")
+        return self
+
+
+class AuthConfig(_Strict):
+    """Self-service accounts: passwords, login sessions, and per-address limits on login and registration
+    (0 turns a limit off; enforced across workers with Redis, like every rate limit)."""
+
+    registration_open: bool = True              # POST /auth/register; false: only admins create users
+    session_ttl_s: int = Field(default=7 * 86400, ge=300, le=366 * 86400)
+    login_attempts: int = Field(default=10, ge=0)                # per client address and window
+    login_window_s: int = Field(default=900, ge=1, le=86400)
+    registrations: int = Field(default=3, ge=0)                  # per client address and window
+    registration_window_s: int = Field(default=3600, ge=1, le=7 * 86400)
+    password_min_length: int = Field(default=10, ge=8, le=128)
+    # Added to the bundled list of disposable e-mail domains (gatewayz/auth/data/disposable_domains.txt).
+    disposable_domains: list[str] = Field(default_factory=list)
+    argon2: Argon2Config = Field(default_factory=Argon2Config)
+
+    @field_validator("disposable_domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        out = [d.strip().lower().lstrip("@").rstrip(".") for d in v]
+        bad = [d for d in out if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", d)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a domain name")
+        return out
 
 
 class CreditsConfig(_Strict):
@@ -241,6 +281,7 @@ class Settings(_Strict):
     usage: UsageConfig = Field(default_factory=UsageConfig)
     coupons: CouponsConfig = Field(default_factory=CouponsConfig)
     referrals: ReferralsConfig = Field(default_factory=ReferralsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     # The bundled catalog: every model the enabled built-in providers serve, priced (see README).
     builtin_catalog: bool = True
     # Keys and URLs of built-in providers found in the environment (OPENAI_API_KEY, GROQ_API_KEY, ...).

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from gatewayz.api.deps import Admin, ContainerDep, User
+from gatewayz.api.deps import Admin, ContainerDep, User, actor_of
 from gatewayz.billing.money import nanos_to_json, usd_to_nanos
 from gatewayz.billing.store import PURCHASE, UnknownUser
 from gatewayz.errors import NotFound
@@ -31,12 +31,12 @@ class CreditGrant(BaseModel):
 async def add_credits(body: CreditGrant, admin: Admin, c: ContainerDep) -> dict[str, Any]:
     amount = usd_to_nanos(body.amount)
     try:
-        after = await c.ledger.add(body.user_id, amount, body.type, actor="admin",
+        after = await c.ledger.add(body.user_id, amount, body.type, actor=actor_of(admin),
                                    description=body.description)
     except UnknownUser:
         raise NotFound(f"No user {body.user_id}.", code="user_not_found") from None
     c.credits.credited(body.user_id, amount)
-    await c.audit.append("admin", "credits.add", f"user:{body.user_id}", {"nanos": amount, "type": body.type})
+    await c.audit.append(actor_of(admin), "credits.add", f"user:{body.user_id}", {"nanos": amount, "type": body.type})
     del after  # the authority knows settlements not yet written
     bonus = await c.referrals.on_purchase(body.user_id, amount) if body.type == PURCHASE else None
     balance = await c.credits.balance(body.user_id)

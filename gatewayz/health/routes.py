@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from gatewayz import __version__
-from gatewayz.api.deps import Admin, ContainerDep
+from gatewayz.api.deps import ContainerDep, Developer
 from gatewayz.storage.migrate import pending
 from gatewayz.storage.redis import check as check_redis
 
@@ -79,7 +79,7 @@ def _rss_bytes() -> int | None:
 
 
 @router.get("/health/system")
-async def system(_: Admin, c: ContainerDep) -> dict[str, Any]:
+async def system(_: Developer, c: ContainerDep) -> dict[str, Any]:
     """Memory, CPU and connection pools of this worker."""
     times = os.times()
     pool = c.db.pool

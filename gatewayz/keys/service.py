@@ -21,13 +21,14 @@ ADMIN_ROLE = "admin"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling. The configured admin key has no user (and no balance)."""
+    """Who is calling. The configured admin key has no user (and no balance); a login session has no key."""
 
     user_id: int | None
     key_id: int | None
     role: str
     expires_at: float | None = None  # epoch seconds
     restrictions: Restrictions = Restrictions()
+    session_id: int | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gatewayz.auth.tokens import is_session_token
 from gatewayz.errors import AuthenticationFailed, PermissionDenied
 from gatewayz.keys.service import KeyService
 from gatewayz.pipeline.context import RequestContext
@@ -23,6 +24,10 @@ async def authenticate(ctx: RequestContext, headers: dict[bytes, bytes], keys: K
     if token is None:
         raise AuthenticationFailed("Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`.",
                                    code="missing_api_key")
+    if is_session_token(token):
+        raise AuthenticationFailed("A session token manages an account (/user/*); inference needs an API key "
+                                   "(gw_live_..., made at POST /user/api-keys).",
+                                   code="session_token_not_for_inference")
     ctx.principal = p = await keys.authenticate(token)
     if p.user_id is None:
         raise PermissionDenied("The admin key manages the gateway; create a user key for inference "

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from gatewayz.api.deps import Admin, ContainerDep, User
+from gatewayz.api.deps import Admin, ContainerDep, Developer, User
 from gatewayz.container import Container
 from gatewayz.errors import NotFound
 from gatewayz.routing.routers import CODE_MODES, GENERAL_MODES, prompt_complexity
@@ -27,7 +27,7 @@ def _provider(c: Container, name: str) -> dict[str, Any]:
 
 
 @router.get("/circuit-breakers")
-async def list_breakers(_: Admin, c: ContainerDep) -> dict[str, Any]:
+async def list_breakers(_: Developer, c: ContainerDep) -> dict[str, Any]:
     p = c.breakers.policy
     return {"policy": {"failure_threshold": p.failure_threshold, "cooldown_s": p.cooldown_s,
                        "half_open_successes": p.half_open_successes},
@@ -37,7 +37,7 @@ async def list_breakers(_: Admin, c: ContainerDep) -> dict[str, Any]:
 
 
 @router.get("/circuit-breakers/{provider}")
-async def get_breaker(provider: str, _: Admin, c: ContainerDep) -> dict[str, Any]:
+async def get_breaker(provider: str, _: Developer, c: ContainerDep) -> dict[str, Any]:
     return _provider(c, provider)
 
 
@@ -56,7 +56,7 @@ async def reset_one(provider: str, _: Admin, c: ContainerDep) -> dict[str, Any]:
 
 
 @router.get("/health/providers")
-async def provider_health(_: Admin, c: ContainerDep) -> dict[str, Any]:
+async def provider_health(_: Developer, c: ContainerDep) -> dict[str, Any]:
     out = []
     for name in sorted(c.providers):
         s = c.provider_stats.get(name)
@@ -86,7 +86,7 @@ async def model_health(c: ContainerDep) -> dict[str, Any]:
 
 
 @router.get("/health/providers/uptime")
-async def provider_uptime(_: Admin, c: ContainerDep, hours: float = Query(24, gt=0, le=24)) -> dict[str, Any]:
+async def provider_uptime(_: Developer, c: ContainerDep, hours: float = Query(24, gt=0, le=24)) -> dict[str, Any]:
     timeline = c.provider_stats.uptime.timeline
     return {"data": [timeline(name, hours) | {"provider": name} for name in sorted(c.providers)]}
 
@@ -155,7 +155,7 @@ def _monitoring(c: Container) -> dict[str, Any]:
 
 
 @router.get("/health/monitoring")
-async def monitoring_status(_: Admin, c: ContainerDep) -> dict[str, Any]:
+async def monitoring_status(_: Developer, c: ContainerDep) -> dict[str, Any]:
     return _monitoring(c)
 
 

@@ -49,6 +49,8 @@ users = sa.Table(
     # Sum of open holds; only the database credit authority (several workers, no Redis) uses it.
     sa.Column("held_nanos", Money, nullable=False, server_default="0"),
     sa.Column("created_at", Timestamp, nullable=False),
+    # argon2id (PHC string); null until the user sets a password (users made by an admin have none).
+    sa.Column("password_hash", sa.String(255), nullable=True),
     sa.CheckConstraint("balance_nanos >= 0", name="balance_not_negative"),
     sa.CheckConstraint("held_nanos >= 0", name="held_not_negative"),
 )
@@ -214,4 +216,17 @@ referrals = sa.Table(
     sa.Column("purchase_nanos", Money, nullable=True),   # the purchase that paid the bonus
     sa.Column("bonus_nanos", Money, nullable=True),      # paid to each side
     sa.CheckConstraint("referee_id <> referrer_id", name="not_self"),
+)
+
+# Login sessions for the account routes: only the SHA-256 of each token is stored (tokens are 256 random bits,
+# so a plain hash suffices and lookup is one index probe).
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+    sa.Column("last_used_at", Timestamp, nullable=False),
 )

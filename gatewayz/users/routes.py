@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from decimal import Decimal
 from typing import Any, Literal
@@ -10,13 +9,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gatewayz.api.deps import Admin, ContainerDep, User, actor_of
+from gatewayz.api.deps import Admin, ContainerDep, Support, User, actor_of
 from gatewayz.api.fields import FutureTime
 from gatewayz.billing.money import nanos_to_json, usd_to_nanos
-from gatewayz.errors import Conflict, InvalidRequest, RateLimited
+from gatewayz.errors import Conflict, InvalidRequest
 from gatewayz.keys.restrictions import RestrictionsIn
 from gatewayz.keys.store import RESTRICTION_COLUMNS
-from gatewayz.limits.limiter import Limit
+from gatewayz.limits.quota import enforce, optional_limit
 from gatewayz.users.store import EmailTaken
 
 router = APIRouter()
@@ -43,9 +42,6 @@ class NewKey(RestrictionsIn):
     expires_at: FutureTime | None = None
 
 
-KEY_CREATION = Limit(10, 3600)  # keys a user may create per hour
-
-
 def key_json(k: Any) -> dict[str, Any]:
     return {"id": k.id, "name": k.name, "last4": k.last4, "created_at": k.created_at,
             "expires_at": k.expires_at, **(k.restrictions or {})}
@@ -59,18 +55,18 @@ def _restrictions(body: BaseModel) -> dict[str, Any]:
 @router.post("/admin/users", status_code=201, tags=["admin"])
 async def create_user(body: NewUser, admin: Admin, c: ContainerDep) -> dict[str, Any]:
     try:
-        user = await c.users.create(body.email, body.role, usd_to_nanos(body.credits), actor="admin")
+        user = await c.users.create(body.email, body.role, usd_to_nanos(body.credits), actor=actor_of(admin))
     except EmailTaken:
         raise Conflict(f"A user with e-mail {body.email} already exists.", code="email_taken") from None
     key = await c.keys.create(user.id, "default")
-    await c.audit.append("admin", "user.create", f"user:{user.id}", {"role": user.role, "key_id": key.id,
+    await c.audit.append(actor_of(admin), "user.create", f"user:{user.id}", {"role": user.role, "key_id": key.id,
                                                                       "credits_nanos": user.balance_nanos})
     return {"id": user.id, "email": user.email, "role": user.role, "balance": nanos_to_json(user.balance_nanos),
             "api_key": key.api_key, "key_id": key.id}
 
 
 @router.get("/admin/users", tags=["admin"])
-async def list_users(admin: Admin, c: ContainerDep, limit: int = Query(50, ge=1, le=1000),
+async def list_users(_: Support, c: ContainerDep, limit: int = Query(50, ge=1, le=1000),
                      offset: int = Query(0, ge=0)) -> dict[str, Any]:
     users, total = await c.users.list(limit, offset)
     return {"data": [{"id": u.id, "email": u.email, "role": u.role, "is_active": u.is_active,
@@ -88,13 +84,8 @@ async def balance(user: User, c: ContainerDep) -> dict[str, Any]:
 @router.post("/user/api-keys", status_code=201, tags=["user"])
 async def create_key(body: NewKey, user: User, c: ContainerDep) -> dict[str, Any]:
     assert user.user_id is not None
-    d = await c.limits.limiter.consume(f"u{user.user_id}:keys", KEY_CREATION)
-    if not d.allowed:
-        after = max(1, math.ceil(d.retry_after_s))
-        raise RateLimited(f"At most {KEY_CREATION.amount} keys an hour; retry after {after}s.",
-                          headers={"retry-after": str(after), "x-ratelimit-limit": str(d.limit),
-                                   "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(math.ceil(d.reset_s)),
-                                   "x-ratelimit-reason": "key_creation"})
+    await enforce(c.limits.limiter, f"u{user.user_id}:keys", optional_limit(c.settings.limits.key_creations_per_hour,
+                  3600), "key_creation", "API keys created")
     key = await c.keys.create(user.user_id, body.name, body.expires_at, _restrictions(body))
     await c.audit.append(actor_of(user), "key.create", f"key:{key.id}", {"name": key.name})
     return {"id": key.id, "name": key.name, "api_key": key.api_key, "last4": key.last4,

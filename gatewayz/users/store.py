@@ -39,12 +39,14 @@ class UserStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def create(self, email: str, role: str, credits_nanos: int, actor: str | None) -> User:
+    async def create(self, email: str, role: str, credits_nanos: int, actor: str | None,
+                     password_hash: str | None = None) -> User:
         now = datetime.now(UTC)
         try:
             async with self._engine.begin() as conn:
                 row = (await conn.execute(users.insert().values(
-                    email=email, role=role, balance_nanos=credits_nanos, created_at=now, is_active=True)
+                    email=email, role=role, balance_nanos=credits_nanos, created_at=now, is_active=True,
+                    password_hash=password_hash)
                     .returning(*users.c))).one()
                 if credits_nanos:
                     await conn.execute(credit_transactions.insert().values(

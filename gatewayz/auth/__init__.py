@@ -1,0 +1,1 @@
+"""Accounts: roles and their permissions, passwords, login sessions, registration and login limits."""
