@@ -28,6 +28,8 @@ class ProviderInfo:
 
 BUILTIN: tuple[ProviderInfo, ...] = (
     ProviderInfo("openai", "OPENAI_API_KEY", "https://api.openai.com/v1", "maker", ("openai",), "openai"),
+    ProviderInfo("anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com/v1", "maker", ("anthropic",), "anthropic",
+                 wire="anthropic"),
     ProviderInfo("openrouter", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1", "aggregator"),
     ProviderInfo("vercel", "AI_GATEWAY_API_KEY", "https://ai-gateway.vercel.sh/v1", "aggregator", (),
                  "vercel_ai_gateway"),
