@@ -1,6 +1,7 @@
 """Anthropic Messages wire format: ``POST /v1/messages``, ``POST /v1/messages/count_tokens``, ``GET /v1/models``.
 
-Auth is the ``x-api-key`` header (or a bearer token, as the 2.x Python SDK sends it); every request must also carry ``anthropic-version`` (400 otherwise).
+Auth is the ``x-api-key`` header (or a bearer token, as the 2.x Python SDK sends it); every request must
+also carry ``anthropic-version`` (400 otherwise).
 Errors use Anthropic's shape ``{"type": "error", "error": {"type", "message"}, "request_id"}`` with its
 error types (400 invalid_request_error, 401 authentication_error, 402 billing_error, 403 permission_error,
 404 not_found_error, 413 request_too_large, 429 rate_limit_error, 500 api_error, 529 overloaded_error).

@@ -192,7 +192,8 @@ def validate(body: Any, count_only: bool = False) -> str | None:
         return "max_tokens: Field required (an integer >= 1)"
     for key, high in (("temperature", 1), ("top_p", 1)):
         value = body.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 <= value <= high):
             return f"{key}: Input should be a number between 0 and {high}"
     stops = body.get("stop_sequences")
     if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops)):
