@@ -18,10 +18,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from .anthropic_messages import input_tokens, message_body, plan_message, stream_events, validate
+from .openai_format import json_response as _json
 from .wire import EventStream, Exchange, Route
 
 ERROR_TYPES = {
@@ -33,10 +33,6 @@ MODEL_CREATED_AT = "2025-01-01T00:00:00Z"
 
 def error_type(status: int) -> str:
     return ERROR_TYPES.get(status) or ("invalid_request_error" if status < 500 else "api_error")
-
-
-def _json(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
 
 
 class AnthropicFormat:

@@ -167,6 +167,10 @@ def test_reasoning_effort_becomes_a_thinking_budget() -> None:
     assert translate(chat(reasoning={"max_tokens": 2000}))["thinking"]["budget_tokens"] == 2000
     forced = translate(chat(reasoning_effort="high", response_format={"type": "json_object"}))
     assert "thinking" not in forced and forced["max_tokens"] == 4096
+    loop = chat({"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "r"}, reasoning_effort="high")
+    assert "thinking" not in translate(loop)
 
 
 # --------------------------------------------------------------- response

@@ -20,7 +20,8 @@ Only fields Anthropic knows are sent (it refuses unknown ones). Mapping and deci
   OpenAI, max tokens include reasoning), and below Anthropic's minimum of 1024 thinking is left off.
   With thinking on, temperature and top_k are dropped and top_p is kept only from 0.95 (Anthropic refuses
   them otherwise); a forced tool (required, a named function, JSON mode) wins over thinking, which is then
-  left off (Anthropic refuses forced tool use while thinking).
+  left off (Anthropic refuses forced tool use while thinking), as it is while the last assistant turn called
+  tools (Anthropic then wants that turn's signed thinking block, which OpenAI clients do not send back).
 - n > 1: 400 (Anthropic answers one choice). logprobs, penalties, seed, logit_bias, service_tier and other
   OpenAI-only fields are ignored.
 """
@@ -180,7 +181,7 @@ def _json_schema(response_format: Any) -> JSON | None:
 
 def _thinking(body: JSON, out: JSON, requested: int | None) -> None:
     budget = _budget(body)
-    if budget is None:
+    if budget is None or _amid_tool_use(out["messages"]):
         return
     if requested is None:
         out["max_tokens"] += budget
@@ -193,6 +194,13 @@ def _thinking(body: JSON, out: JSON, requested: int | None) -> None:
     out.pop("top_k", None)
     if out.get("top_p", 1) < 0.95:
         del out["top_p"]
+
+
+def _amid_tool_use(turns: list[JSON]) -> bool:
+    """True when the last assistant turn called tools: with thinking on, Anthropic wants that turn to start
+    with its signed thinking block, which an OpenAI client never sends back."""
+    last = next((t for t in reversed(turns) if t["role"] == "assistant"), None)
+    return last is not None and any(b["type"] == "tool_use" for b in last["content"])
 
 
 def _budget(body: JSON) -> int | None:
