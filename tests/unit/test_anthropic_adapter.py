@@ -82,6 +82,8 @@ def test_turns_are_merged_and_prefill_trimmed() -> None:
     assert out["messages"] == [{"role": "user", "content": [{"type": "text", "text": "a"}]},
                                {"role": "assistant", "content": [{"type": "text", "text": "b"},
                                                                  {"type": "text", "text": "c"}]}]
+    blank_prefill = translate(chat({"role": "user", "content": "a"}, {"role": "assistant", "content": " \n"}))
+    assert [m["role"] for m in blank_prefill["messages"]] == ["user"]
     skipped = translate(chat({"role": "user", "content": "a"}, {"role": "assistant", "content": ""},
                              {"role": "user", "content": "b"}))
     assert [m["role"] for m in skipped["messages"]] == ["user"] and len(skipped["messages"][0]["content"]) == 2

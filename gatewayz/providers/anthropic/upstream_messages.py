@@ -64,22 +64,21 @@ def convert_messages(messages: list[Any]) -> tuple[list[JSON], list[JSON]]:
             turns[-1]["content"].extend(blocks)
         else:
             turns.append({"role": role, "content": blocks})
+    if turns and turns[-1]["role"] == "assistant":
+        _trim_prefill(turns)
     if not turns:
         _fail("messages", "must hold at least one user or assistant message with content for Anthropic.")
-    _trim_prefill(turns[-1])
     return system, turns
 
 
-def _trim_prefill(turn: JSON) -> None:
-    if turn["role"] != "assistant":
-        return
-    last = turn["content"][-1]
-    if last["type"] == "text":
-        last["text"] = last["text"].rstrip()
-        if not last["text"]:
-            turn["content"].pop()
-            if not turn["content"]:
-                turn["content"].append({"type": "text", "text": "."})
+def _trim_prefill(turns: list[JSON]) -> None:
+    blocks = turns[-1]["content"]
+    if blocks[-1]["type"] == "text":
+        blocks[-1]["text"] = blocks[-1]["text"].rstrip()
+        if not blocks[-1]["text"]:
+            blocks.pop()
+            if not blocks:
+                turns.pop()
 
 
 def _text_block(text: str, part: JSON | None = None) -> JSON:
