@@ -24,6 +24,7 @@ from gatewayz.providers.anthropic.translate import (
     openai_to_message,
     sse,
 )
+from gatewayz.providers.anthropic.upstream import native_count
 
 if TYPE_CHECKING:
     from gatewayz.container import Container
@@ -91,7 +92,8 @@ def Messages(container: Container) -> InferenceEndpoint:  # noqa: N802 - reads a
 
 
 class CountTokens:
-    """POST /v1/messages/count_tokens: an estimate of a Messages request's input tokens (no upstream call)."""
+    """POST /v1/messages/count_tokens: Anthropic's own count when the model is first served by an Anthropic
+    upstream, else an estimate of a Messages request's input tokens (no upstream call)."""
 
     def __init__(self, container: Container) -> None:
         self.c = container
@@ -108,4 +110,6 @@ class CountTokens:
         except GatewayError as exc:
             await send_bytes(send, exc.status, _anthropic_error(exc.status, exc.message))
             return
-        await send_bytes(send, 200, orjson.dumps({"input_tokens": count_tokens_estimate(body)}))
+        tokens = await native_count(self.c, body, ctx.principal.restrictions if ctx.principal else None)
+        await send_bytes(send, 200, orjson.dumps({"input_tokens": count_tokens_estimate(body) if tokens is None
+                                                  else tokens}))

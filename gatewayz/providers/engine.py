@@ -135,6 +135,13 @@ class Engine:
         finally:
             resp.release()
 
+    async def post(self, out: Outgoing, timeout_s: float) -> tuple[int, bytes]:
+        """One plain exchange, no failover classification (e.g. an upstream's token counter); raises
+        aiohttp.ClientError / TimeoutError."""
+        async with self._session.post(out.url, data=out.data, headers=out.headers,
+                                      timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            return resp.status, await resp.read()
+
     @staticmethod
     async def _refusal(adapter: Adapter, resp: aiohttp.ClientResponse) -> ClientError:
         body = await resp.read()

@@ -31,6 +31,8 @@ BUILTIN: tuple[ProviderInfo, ...] = (
     ProviderInfo("azure", "AZURE_OPENAI_API_KEY", "https://example-resource.openai.azure.com", "host", (), None,
                  base_url_env="AZURE_OPENAI_ENDPOINT", wire="azure",
                  option_env=(("api_version", "AZURE_OPENAI_API_VERSION"),)),
+    ProviderInfo("anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com/v1", "maker", ("anthropic",), "anthropic",
+                 wire="anthropic"),
     ProviderInfo("openrouter", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1", "aggregator"),
     ProviderInfo("vercel", "AI_GATEWAY_API_KEY", "https://ai-gateway.vercel.sh/v1", "aggregator", (),
                  "vercel_ai_gateway"),
