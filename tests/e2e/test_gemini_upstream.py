@@ -474,3 +474,28 @@ def test_vertex_token_failures_fail_over(tmp_path: Path, databases: DatabaseFact
             assert [r.path for r in google.emu.requests] == ([] if "missing" in str(options) else ["/token"])
         finally:
             server.stop()
+
+
+def test_vertex_with_user_credentials_and_their_project(tmp_path: Path, databases: DatabaseFactory, google: Google,
+                                                        emu_b: Emulator) -> None:
+    """What `gcloud auth application-default login` writes: a refresh token, and the project to bill."""
+    google.fmt.refresh_token = "1//refresh-me"
+    adc = tmp_path / "adc.json"
+    adc.write_text(json.dumps({"type": "authorized_user", "client_id": "cid", "client_secret": "secret",
+                               "refresh_token": "1//refresh-me", "quota_project_id": "user-project",
+                               "token_uri": google.emu.url + "/token"}))
+    sub = tmp_path / "gw"
+    sub.mkdir()
+    server = start_gateway(sub, databases, google, emu_b, credentials_file=str(adc), project="")
+    try:
+        user = server.create_user("1")
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=user["api_key"], max_retries=0, timeout=20)
+        raw = client.chat.completions.with_raw_response.create(model=MODELS["vertex"],
+                                                               messages=[{"role": "user", "content": "hi"}])
+        assert raw.headers["x-gateway-provider"] == "vertex-a"
+        token_request, generate = google.emu.requests
+        assert token_request.json == {"grant_type": "refresh_token", "client_id": "cid", "client_secret": "secret",
+                                      "refresh_token": "1//refresh-me"}
+        assert generate.path.startswith("/v1/projects/user-project/locations/us-east5/")
+    finally:
+        server.stop()
