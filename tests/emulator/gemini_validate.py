@@ -4,8 +4,8 @@
 part holds exactly one of text, inlineData {mimeType, data (base64)}, fileData {fileUri}, functionCall {name,
 args object}, functionResponse {name, response object}, plus optional thought / thoughtSignature; unknown
 fields at the top level, in a part, in generationConfig or in a schema are refused ("Unknown name ... Cannot
-find field"); a schema's type must be one of Gemini's, an OBJECT's properties must not be empty and its
-`required` must name its properties; function names must match Gemini's pattern; toolConfig must use
+find field"); a schema node needs a type (or anyOf), one of Gemini's; an OBJECT's properties must not be
+empty and its `required` must name its properties; function names must match Gemini's pattern; toolConfig must use
 AUTO / ANY / NONE and name declared functions; thinkingBudget and thinkingLevel are exclusive; the turn after
 a model turn with N function calls must hold N function responses; Gemini 3+ models refuse a model turn whose
 function calls carry no thoughtSignature."""
@@ -167,6 +167,9 @@ def _schema(schema: Any, where: str) -> None:
         if key not in SCHEMA:
             raise _unknown(key, where)
     kind = schema.get("type")
+    if kind is None and "anyOf" not in schema:
+        raise Invalid(f"* GenerateContentRequest.{where}.type: must be specified when not using one_of, any_of "
+                      "or all_of fields")
     if kind is not None and (not isinstance(kind, str) or kind.upper() not in TYPES):
         raise Invalid(f"Invalid value at '{where}.type' (type.googleapis.com/google.ai.generativelanguage.v1beta."
                       f"Type), {json.dumps(kind)}")

@@ -67,6 +67,8 @@ def test_answer_usage_and_auth(emu: Emulator) -> None:
     ({**HI, "tools": [{"functionDeclarations": [{"name": "f", "parameters": {
         "type": "OBJECT", "properties": {"a": {"type": "STRING"}}, "required": ["b"]}}]}]}, "property is not defined"),
     ({**HI, "tools": [{"functionDeclarations": [{"name": "1f"}]}]}, "Invalid function name"),
+    ({**HI, "tools": [{"functionDeclarations": [{"name": "f", "parameters": {
+        "type": "OBJECT", "properties": {"a": {"description": "untyped"}}}}]}]}, "type: must be specified"),
     ({**HI, "tools": [{"functionDeclarations": [{"name": "f"}]}],
       "toolConfig": {"functionCallingConfig": {"mode": "AUTO", "allowedFunctionNames": ["f"]}}}, "only be set"),
     ({"contents": [{"role": "user", "parts": [{"text": "x"}]},

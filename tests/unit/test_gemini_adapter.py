@@ -164,6 +164,7 @@ def test_schema_conversion() -> None:
             "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": "optional"},
             "when": {"type": ["string", "null"], "format": "date-time"},
             "size": {"enum": [1, 2, 3], "description": "Size."},
+            "anything": {"description": "any value"},
             "color": {"const": "red"},
             "id": {"type": ["string", "integer"]},
             "mixed": {"oneOf": [{"type": "string"}, {"type": "number", "format": "double"}]},
@@ -179,7 +180,8 @@ def test_schema_conversion() -> None:
             "properties": {"sku": {"type": "STRING"}, "qty": {"type": "INTEGER", "minimum": 1}}}},
         "note": {"type": "STRING", "description": "optional", "nullable": True},
         "when": {"type": "STRING", "format": "date-time", "nullable": True},
-        "size": {"description": "Size. Allowed values: 1, 2, 3."},
+        "size": {"type": "INTEGER", "description": "Size. Allowed values: 1, 2, 3."},
+        "anything": {"type": "STRING", "description": "any value"},
         "color": {"type": "STRING", "enum": ["red"]},
         "id": {"anyOf": [{"type": "STRING"}, {"type": "INTEGER"}]},
         "mixed": {"anyOf": [{"type": "STRING"}, {"type": "NUMBER", "format": "double"}]},
@@ -187,6 +189,8 @@ def test_schema_conversion() -> None:
                  "properties": {"a": {"type": "BOOLEAN"}, "b": {"type": "NUMBER"}}},
         "free": {"type": "OBJECT"},
     }}
+    assert to_gemini({"anyOf": [{"type": ["string", "integer"]}, {"type": "null"}], "description": "d"}) == {
+        "description": "d", "anyOf": [{"type": "STRING"}, {"type": "INTEGER"}], "nullable": True}
     recursive = {"$defs": {"Node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Node"}}}},
                  "$ref": "#/$defs/Node"}
     depth, node = 0, to_gemini(recursive)

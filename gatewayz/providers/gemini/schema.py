@@ -9,7 +9,9 @@ Anything else is an "Unknown name" 400 there, so it is dropped here:
   plain OBJECT); `allOf` is merged into one schema; `oneOf` becomes `anyOf`.
 - `type: [T, "null"]` and `anyOf` with a `{"type": "null"}` member become `nullable: true`; a list of several
   types becomes an `anyOf` of those types.
-- `const` becomes a one-value enum; enums of non-strings move to the description ("Allowed values: ...").
+- `const` becomes a one-value enum; enums of non-strings move to the description ("Allowed values: ...")
+  with the type inferred from the values; a node without any type gets one (OBJECT with properties, ARRAY
+  with items, else STRING), as Gemini wants a type on every node.
 - `format` is kept only where Gemini accepts it (STRING: enum, date-time; NUMBER: float, double; INTEGER:
   int32, int64); `examples` gives `example` its first value.
 - Dropped: $schema, $id, $comment, title, additionalProperties, patternProperties, unevaluatedProperties,
@@ -20,6 +22,7 @@ Anything else is an "Unknown name" 400 there, so it is dropped here:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 JSON = dict[str, Any]
@@ -76,11 +79,11 @@ def _convert(schema: JSON, defs: JSON, depth: int) -> JSON:
     elif isinstance(items, list) and items:  # a tuple: any of its item schemas
         converted = [_convert(i, defs, depth + 1) for i in items if isinstance(i, dict)]
         out["items"] = converted[0] if len(converted) == 1 else {"anyOf": converted}
-    if "type" not in out and "anyOf" not in out:
-        if "properties" in out:
-            out["type"] = "OBJECT"
-        elif "items" in out:
-            out["type"] = "ARRAY"
+    if "type" not in out and "anyOf" not in out and depth > 0:
+        # Gemini wants a type on every node ("must be specified when not using one_of, any_of or all_of")
+        out["type"] = "OBJECT" if "properties" in out else "ARRAY" if "items" in out else "STRING"
+    elif "type" not in out and "properties" in out:
+        out["type"] = "OBJECT"
     if nullable:
         out["nullable"] = True
     return out
@@ -134,14 +137,14 @@ def _union(schema: JSON, variants: list[Any], defs: JSON, depth: int) -> JSON:
             continue
         converted.append(_convert(variant, defs, depth + 1))
     base = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
+    shared = _convert(base, defs, depth + 1) if base else {}
+    shared.pop("type", None)  # the variants carry the types
     if len(converted) == 1:
-        out = {**_convert(base, defs, depth + 1), **converted[0]} if base else converted[0]
-        if "description" in base:
-            out["description"] = base["description"]
+        out = {**shared, **converted[0]}
+        if "description" in shared:
+            out["description"] = shared["description"]
     else:
-        out = _convert(base, defs, depth + 1) if base else {}
-        out.pop("type", None)
-        out["anyOf"] = converted
+        out = {**shared, "anyOf": converted}
     if nullable:
         out["nullable"] = True
     return out
@@ -170,9 +173,13 @@ def _enum(schema: JSON, out: JSON) -> None:
     if values and all(isinstance(v, str) for v in values):
         out["enum"] = values
         out.setdefault("type", "STRING")
-    elif values:
-        allowed = "Allowed values: " + ", ".join(str(v) for v in values) + "."
+    elif values:  # Gemini takes string enums only: the values go to the description, the type is inferred
+        allowed = "Allowed values: " + ", ".join(json.dumps(v) for v in values) + "."
         out["description"] = f"{out['description']} {allowed}" if out.get("description") else allowed
+        kinds = {type(v) for v in values}
+        inferred = {bool: "BOOLEAN", int: "INTEGER", float: "NUMBER"}.get(kinds.pop()) if len(kinds) == 1 else None
+        if inferred and "anyOf" not in out:
+            out.setdefault("type", inferred)
 
 
 def _object_fields(schema: JSON, out: JSON, defs: JSON, depth: int) -> None:
