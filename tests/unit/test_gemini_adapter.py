@@ -231,8 +231,9 @@ def test_thought_signatures_round_trip() -> None:
     assert [p.get("thoughtSignature") for p in parts] == [None, "CiQB0e2Kb3Nzc2lnbmF0dXJl", None]
     for call in calls:
         call.pop("extra_content", None)  # a client that dropped the signature
-    parts = gemini(history, "gemini-3-pro-preview")["contents"][1]["parts"]
-    assert [p.get("thoughtSignature") for p in parts] == [None, SKIP_SIGNATURE, None]
+    for model in ("gemini-3-pro-preview", "gemini-flash-latest"):
+        parts = gemini(history, model)["contents"][1]["parts"]
+        assert [p.get("thoughtSignature") for p in parts] == [None, SKIP_SIGNATURE, None]
     assert all("thoughtSignature" not in p for p in gemini(history)["contents"][1]["parts"])  # 2.5: none needed
 
 

@@ -102,7 +102,7 @@ def _contents(messages: Any, model: str, options: dict[str, str]) -> tuple[list[
     system: list[JSON] = []
     turns = _Turns()
     call_names: dict[str, str] = {}
-    sign = generation(model) >= 3
+    sign = generation(model) >= 3 or model.endswith("-latest")  # -latest aliases follow the newest generation
     for i, m in enumerate(messages):
         param = f"messages[{i}]"
         if not isinstance(m, dict):
