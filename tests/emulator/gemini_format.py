@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .gemini_generate import plan_generation, response_body, stream_events
 from .gemini_validate import Invalid, validate
+from .openai_format import json_response
 from .wire import EventStream, Exchange, Route
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -42,10 +43,6 @@ VERTEX = "/v1/projects/{project}/locations/{location}/publishers/google/models/{
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
           409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 501: "NOT_IMPLEMENTED",
           503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
-
-
-def json_response(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
 
 
 def _b64url_decode(segment: str) -> bytes:

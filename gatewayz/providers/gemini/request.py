@@ -4,8 +4,8 @@ Messages: system / developer -> `systemInstruction` (in order); user -> role "us
 (data: URLs of images, input_audio, file parts) and fileData (http(s) and gs:// image URLs, mimeType from the
 extension, else the `image_mime_type` option, default image/jpeg); assistant -> role "model" with text and one
 functionCall part per tool call (its thought signature, given back in the tool call's
-extra_content.google.thought_signature, is restored; Gemini 3+ models get Google's documented
-"skip_thought_signature_validator" placeholder on the first call of a turn that has none); tool -> a
+extra_content.google.thought_signature, is restored; Gemini 3+ models and -latest aliases get Google's
+documented "skip_thought_signature_validator" placeholder on the first call of a turn that has none); tool -> a
 functionResponse part of a "user" turn, named after the matching call, the result as the response object when
 it is a JSON object, else {"content": text}. Consecutive turns of one role are merged (parallel tool results
 become one turn, as Gemini expects). Assistant reasoning_content is not sent back.
