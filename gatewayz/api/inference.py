@@ -148,12 +148,13 @@ class InferenceEndpoint:
         renderer = self.dialect.stream(ctx)
         events = reply.first
         failure: str | None = None
+        ended = False
         try:
             while True:
                 out = renderer.chunks(tracker.parse(events))
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-                if tracker.done:
+                if tracker.done or ended:
                     break
                 t0 = time.perf_counter()
                 try:
@@ -163,9 +164,7 @@ class InferenceEndpoint:
                     break
                 finally:
                     ctx.upstream_s += time.perf_counter() - t0
-                if not chunk:
-                    failure = "truncated"
-                    break
+                ended = not chunk  # feed(b"") lets a wire without a terminal event complete (see StreamDecoder)
                 events = decoder.feed(chunk)
             if tracker.upstream_error is not None:
                 failure = "error_event"

@@ -30,7 +30,8 @@ class StreamDecoder(Protocol):
     """Feeds raw bytes of an upstream stream; returns what completed: OpenAI chat.completion.chunk objects (as
     dicts, or as the JSON bytes of one, which the OpenAI wire passes through untouched), `{"error": {...}}` for
     an upstream error event, and providers.sse.DONE once the stream is complete. A decoder that meets data it
-    cannot read raises nothing: it returns the raw bytes, which the caller logs and counts."""
+    cannot read raises nothing: it returns the raw bytes, which the caller logs and counts. When the body
+    ends, feed(b"") is called once more: a wire without a terminal event (Gemini) completes the stream then."""
 
     def feed(self, chunk: bytes) -> list[Any]: ...
 

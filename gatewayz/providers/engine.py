@@ -165,10 +165,10 @@ class Engine:
         """Read until the first event so that a stream failing before any data still fails over."""
         while True:
             chunk = await resp.content.readany()
-            if not chunk:
+            events = decoder.feed(chunk)  # b"" at the end of the body (see StreamDecoder)
+            if not chunk and not events:
                 resp.release()
                 raise AttemptFailed("empty_stream", 200)
-            events = decoder.feed(chunk)
             if events:
                 if events[0] != DONE and is_error_event(events[0]):
                     resp.release()

@@ -33,6 +33,14 @@ BUILTIN: tuple[ProviderInfo, ...] = (
                  option_env=(("api_version", "AZURE_OPENAI_API_VERSION"),)),
     ProviderInfo("anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com/v1", "maker", ("anthropic",), "anthropic",
                  wire="anthropic"),
+    # Google's models: Vertex AI first when its project is set (GOOGLE_APPLICATION_CREDENTIALS names the
+    # credentials file), then the Gemini API (AI Studio).
+    ProviderInfo("vertex", "VERTEXAI_PROJECT", "https://{location}-aiplatform.googleapis.com/v1", "maker",
+                 ("google",), "vertex_ai-language-models", wire="vertex",
+                 option_env=(("project", "VERTEXAI_PROJECT"), ("location", "VERTEXAI_LOCATION"),
+                             ("credentials_file", "GOOGLE_APPLICATION_CREDENTIALS"))),
+    ProviderInfo("gemini", "GEMINI_API_KEY", "https://generativelanguage.googleapis.com/v1beta", "maker",
+                 ("google",), "gemini", wire="gemini"),
     ProviderInfo("openrouter", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1", "aggregator"),
     ProviderInfo("vercel", "AI_GATEWAY_API_KEY", "https://ai-gateway.vercel.sh/v1", "aggregator", (),
                  "vercel_ai_gateway"),
