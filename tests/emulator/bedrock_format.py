@@ -85,7 +85,8 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
 def validate(body: Any) -> str | None:
     """A ValidationException message for what real Bedrock refuses, or None."""
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
-        return "A conversation must start with a user message. Try again with a conversation that starts with a user message."
+        return ("A conversation must start with a user message. Try again with a conversation that starts with "
+                "a user message.")
     uses_tools = False
     for i, message in enumerate(body["messages"]):
         expected = "user" if i % 2 == 0 else "assistant"

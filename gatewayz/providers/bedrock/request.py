@@ -279,7 +279,8 @@ def _document(file: Any, param: str) -> JSON:
     fmt = _DOC_FORMATS.get(media_type)
     if fmt is None:
         _bad(f"{param}.file.file_data", f"has type {media_type}, which Bedrock does not take as a document.")
-    raw_name = file.get("filename") if isinstance(file.get("filename"), str) else "document"
+    filename = file.get("filename")
+    raw_name = filename if isinstance(filename, str) else "document"
     stem = raw_name.rsplit(".", 1)[0] if "." in raw_name else raw_name
     name = " ".join(_DOC_NAME_BAD.sub(" ", stem).split())[:200] or "document"
     return {"document": {"format": fmt, "name": name, "source": {"bytes": data}}}
