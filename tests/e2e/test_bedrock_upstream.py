@@ -289,11 +289,14 @@ def test_failures_fail_over(fault: Fault, client: openai.OpenAI, bedrock_emu: Em
         assert raw.headers["x-gateway-provider"] == "oa"
 
 
-def test_exception_before_any_content_fails_over(client: openai.OpenAI, bedrock_fmt: BedrockFormat) -> None:
-    bedrock_fmt.push_stream_exception(0, "throttlingException", "Too many requests, please wait.")
+@pytest.mark.parametrize("after", [0, 1], ids=["first", "after-message-start"])
+def test_exception_before_any_content_fails_over(after: int, client: openai.OpenAI,
+                                                 bedrock_fmt: BedrockFormat) -> None:
+    bedrock_fmt.push_stream_exception(after, "throttlingException", "Too many requests, please wait.")
     raw = client.chat.completions.with_raw_response.create(model="test/claude", stream=True,
                                                            messages=[{"role": "user", "content": "hi"}])
     assert raw.headers["x-gateway-provider"] == "oa"
+    assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices) == "Echo: hi"
 
 
 LONG = " ".join(f"word{i}" for i in range(60))

@@ -16,9 +16,9 @@ from gatewayz.providers.adapter import make_adapter
 from gatewayz.providers.bedrock.adapter import BedrockAdapter
 from gatewayz.providers.bedrock.request import converse_body
 from gatewayz.providers.engine import AttemptFailed
-from gatewayz.providers.spec import ProviderSpec, builtin_specs
+from gatewayz.providers.spec import ProviderSpec, builtin_specs, spec_from_config
 from gatewayz.providers.sse import DONE
-from gatewayz.settings import load_settings
+from gatewayz.settings import Settings, load_settings
 from tests.emulator.bedrock_stream import encode_message, event_message, exception_message
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "bedrock"
@@ -81,6 +81,11 @@ def test_credentials_from_options_and_the_environment() -> None:
     assert out.headers["authorization"] == "Bearer bedrock-api-key" and "x-amz-date" not in out.headers
     config_key = BedrockAdapter(ProviderSpec("b", "bedrock", "http://h", api_key="k2"))
     assert config_key.auth.bearer_token == "k2"
+    named = Settings(providers=[{"name": "bedrock", "options": {  # type: ignore[list-item]
+        "region": "ap-south-1", "access_key_id": "A", "secret_access_key": "S"}}])
+    configured = make_adapter(spec_from_config(named.providers[0]))
+    assert isinstance(configured, BedrockAdapter) and configured.auth.credentials is not None
+    assert configured.base_url == "https://bedrock-runtime.ap-south-1.amazonaws.com"
 
 
 @pytest.mark.parametrize("options", [{}, {"access_key_id": "AKID"}, {"secret_access_key": "s"}])
@@ -260,7 +265,9 @@ def test_exception_messages_become_error_events(exception: str, message: str) ->
 def test_error_message_type_and_unknown_events() -> None:
     error = encode_message({":message-type": "error", ":error-code": "InternalFailure",
                             ":error-message": "boom"}, b"")
-    assert _stream(START, error)[-1]["error"]["message"] == "boom"
+    # nothing precedes it (no role chunk for a bare messageStart): the engine can still fail over
+    assert _stream(START, error) == [{"error": {"message": "boom", "type": "upstream_error", "param": None,
+                                                "code": "InternalFailure"}}]
     future = event_message("someFutureEvent", {"x": 1})
     assert _stream(future) == []  # skipped, not counted as junk
     not_json = encode_message({":message-type": "event", ":event-type": "contentBlockDelta"}, b"{oops")

@@ -5,11 +5,13 @@ assistant messages, consecutive same-role turns merged), text, images and files 
 tool calls -> toolUse, tool messages -> toolResult, max_tokens / max_completion_tokens, temperature, top_p,
 stop -> inferenceConfig, tools -> toolConfig.tools, tool_choice auto / required / named -> toolChoice
 auto / any / tool, top_k -> additionalModelRequestFields, response_format (json_object / json_schema) ->
-a forced tool named JSON_TOOL whose input the response translation turns back into the message text.
+a tool named JSON_TOOL whose input the response translation turns back into the message text (forced
+when it is the only tool; next to the client's tools it is one more choice, under their tool_choice).
 
-tool_choice "none", or no tools at all, sends no toolConfig; Converse then refuses toolUse / toolResult
-blocks in the history, so those turns are written out as text. Dropped (no Converse equivalent):
-n=1, presence / frequency penalties, logit_bias, seed, logprobs, user, parallel_tool_calls, tool `strict`.
+tool_choice "none", or no tools at all, sends no toolConfig (bar the JSON tool); Converse refuses toolUse /
+toolResult blocks without one, so those turns are then written out as text. Dropped (no Converse
+equivalent): n=1, presence / frequency penalties, logit_bias, seed, logprobs, user, parallel_tool_calls,
+tool `strict`, image `detail`.
 
 `Unsupported` (-> AttemptFailed, so another provider may serve the request): n > 1, image or file URLs
 that are not data: URLs (Converse takes bytes only, and fetching on the request path is not an option),

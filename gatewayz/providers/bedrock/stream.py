@@ -1,6 +1,6 @@
 """ConverseStream (binary event stream) -> OpenAI chat.completion.chunk dicts.
 
-Events: messageStart -> the first chunk (role assistant, empty content); contentBlockStart with a toolUse ->
+Events: the first content brings the first chunk (role assistant, empty content); contentBlockStart with a toolUse ->
 a tool_calls head (id = toolUseId, the name, empty arguments), numbered 0, 1, ... in the order the tools
 start; contentBlockDelta -> content (text), tool arguments fragments (toolUse.input), reasoning_content
 (reasoningContent.text); messageStop -> an empty delta carrying finish_reason; metadata -> the usage-only
@@ -81,7 +81,9 @@ class ConverseStreamDecoder:
         return [error_object(text, code, "upstream_error")]
 
     def _message_start(self, event: JSON) -> list[Any]:
-        return self._begin()
+        # The role chunk waits for the first content: an exception right after messageStart is then the
+        # stream's first item, and the request can still fail over to another provider.
+        return []
 
     def _block_start(self, event: JSON) -> list[Any]:
         start = event.get("start")
