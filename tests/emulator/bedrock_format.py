@@ -271,9 +271,9 @@ class BedrockFormat:
         await stream.open()
         for count, (name, data) in enumerate(stream_events(plan(exchange.body, exchange.fault))):
             if exception is not None and count == exception[0]:
-                await stream.send_exception(exception[1], exception[2])
+                await stream.send({"message": exception[2]}, "exception:" + exception[1])
                 break
-            await stream.send(name, data)
+            await stream.send(data, name)
             if stream.dropped:
                 break
         return await stream.finish()

@@ -2,13 +2,11 @@
 stream faults the same way ``wire.EventStream`` does for server-sent events.
 
 ``encode_message`` writes one message (prelude, string headers, payload, both CRC32s). Events are counted
-from 0; ``malformed_chunk_at`` sends that event with a wrong message CRC (the frame arrives whole, its
-checksum does not match); ``drop_after_chunks`` closes the connection after that many events, or at the
-end of the stream if it is shorter; ``chunk_delay_ms`` sleeps before every event but the first."""
+from 0; ``malformed_chunk_at`` sends that event as a frame whose message CRC is wrong (it arrives whole,
+its checksum does not match); ``drop_after_chunks`` and ``chunk_delay_ms`` work as for SSE."""
 
 from __future__ import annotations
 
-import asyncio
 import struct
 import zlib
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .wire import Exchange, close_connection
+from .wire import MALFORMED_EVENT_DATA, EventStream, Exchange
 
 CONTENT_TYPE = "application/vnd.amazon.eventstream"
 _STRING = 7
@@ -41,58 +39,33 @@ def encode_message(headers: dict[str, str], payload: bytes, corrupt: bool = Fals
     return body + struct.pack(">I", crc)
 
 
+def _headers(event: str) -> dict[str, str]:
+    """Headers of an event message, or of an exception message for "exception:<type>"."""
+    if event.startswith("exception:"):
+        return {":exception-type": event.removeprefix("exception:"), ":content-type": "application/json",
+                ":message-type": "exception"}
+    return {":event-type": event, ":content-type": "application/json", ":message-type": "event"}
+
+
 def event_message(event_type: str, data: Any, corrupt: bool = False) -> bytes:
-    headers = {":event-type": event_type, ":content-type": "application/json", ":message-type": "event"}
-    return encode_message(headers, orjson.dumps(data), corrupt)
+    return encode_message(_headers(event_type), orjson.dumps(data), corrupt)
 
 
 def exception_message(exception_type: str, message: str) -> bytes:
-    headers = {":exception-type": exception_type, ":content-type": "application/json",
-               ":message-type": "exception"}
-    return encode_message(headers, orjson.dumps({"message": message}))
+    return encode_message(_headers("exception:" + exception_type), orjson.dumps({"message": message}))
 
 
-class BinaryEventStream:
-    """A streamed ``application/vnd.amazon.eventstream`` response with the emulator's stream faults."""
+class BinaryEventStream(EventStream):
+    """``wire.EventStream`` (its fault handling) with event-stream framing: ``send(data, event_type)`` sends an
+    event message, ``send(data, "exception:" + type)`` an exception message, and a malformed event goes out
+    as a frame with a bad CRC. ``finish()`` sends no terminator: the stream just ends."""
 
     def __init__(self, exchange: Exchange) -> None:
-        self._request = exchange.request
-        self._fault = exchange.fault
-        self._response = web.StreamResponse(status=200, headers={"Content-Type": CONTENT_TYPE})
-        self.sent = 0
-        self.dropped = False
+        super().__init__(exchange)
+        self._response.headers["Content-Type"] = CONTENT_TYPE
 
-    async def open(self) -> None:
-        await self._response.prepare(self._request)
+    async def finish(self, terminator: bytes | None = None) -> web.StreamResponse:
+        return await super().finish(None)
 
-    async def send(self, event_type: str, data: Any) -> None:
-        await self._send_frame(lambda corrupt: event_message(event_type, data, corrupt))
-
-    async def send_exception(self, exception_type: str, message: str) -> None:
-        await self._send_frame(lambda corrupt: exception_message(exception_type, message))
-
-    async def finish(self) -> web.StreamResponse:
-        if not self.dropped and self._fault.drop_after_chunks is not None:
-            self._drop()
-        if not self.dropped:
-            await self._response.write_eof()
-        return self._response
-
-    async def _send_frame(self, build: Any) -> None:
-        if self.dropped:
-            return
-        if self._fault.drop_after_chunks is not None and self.sent >= self._fault.drop_after_chunks:
-            self._drop()
-            return
-        if self.sent > 0 and self._fault.chunk_delay_ms:
-            await asyncio.sleep(self._fault.chunk_delay_ms / 1000.0)
-        frame = build(self.sent == self._fault.malformed_chunk_at)
-        try:
-            await self._response.write(frame)
-        except ConnectionError:
-            self.dropped = True
-        self.sent += 1
-
-    def _drop(self) -> None:
-        self.dropped = True
-        close_connection(self._request)
+    def frame(self, payload: bytes, event: str | None) -> bytes:
+        return encode_message(_headers(event or ""), payload, corrupt=payload == MALFORMED_EVENT_DATA)
