@@ -283,6 +283,13 @@ def test_corrupt_frame_returns_raw_bytes_and_no_done() -> None:
     assert [c["choices"][0]["delta"] for c in out[:-1]] == [{"role": "assistant", "content": ""}, {"content": "Hi"}]
 
 
+def test_a_body_that_is_no_event_stream_starts_with_an_error() -> None:
+    page = b"<html><body>502 Bad Gateway</body></html>"
+    out = _stream(page)
+    assert out[0]["error"]["code"] == "malformed_stream" and "CRC" in out[0]["error"]["message"]
+    assert out[1:] == [page]  # still handed over, for the log
+
+
 def test_tool_fragments_without_a_start_and_json_mode_stream() -> None:
     orphan = event_message("contentBlockDelta", {"contentBlockIndex": 3, "delta": {"toolUse": {"input": "{}"}}})
     out = _stream(START, orphan)

@@ -9,7 +9,8 @@ chunk. DONE follows once both messageStop and metadata came (Converse sends meta
 Exception messages (throttlingException, modelStreamErrorException, validationException, ...) and
 `:message-type error` messages become {"error": {...}}. Unknown event types are skipped (forward
 compatible); a payload that is not JSON, an unknown message type and everything from a corrupt frame on
-(bad CRC, impossible lengths) come back as raw bytes for the caller to log and count, with no DONE."""
+(bad CRC, impossible lengths) come back as raw bytes for the caller to log and count, with no DONE. When
+not one message could be read (the body is no event stream), an error comes first, before those bytes."""
 
 from __future__ import annotations
 
@@ -30,17 +31,17 @@ JSON = dict[str, Any]
 class ConverseStreamDecoder:
     """feed(bytes) -> OpenAI chunks, {"error": ...} dicts, DONE, or raw bytes it could not read."""
 
-    __slots__ = ("_frames", "_id", "_created", "_started", "_tools", "_json_blocks", "_stop_reason",
-                 "_stopped", "_metadata", "_closed")
+    __slots__ = ("_frames", "_id", "_created", "_read_any", "_started", "_tools", "_json_blocks", "_stopped",
+                 "_metadata", "_closed")
 
     def __init__(self) -> None:
         self._frames = EventStreamDecoder()
         self._id = completion_id()
         self._created = int(time.time())
+        self._read_any = False  # a message was decoded
         self._started = False
         self._tools: dict[int, int] = {}  # content block index -> tool call index
         self._json_blocks: set[int] = set()  # blocks of the JSON-mode tool: their input is the answer text
-        self._stop_reason: Any = None
         self._stopped = False
         self._metadata = False
         self._closed = False
@@ -49,9 +50,14 @@ class ConverseStreamDecoder:
         out: list[Any] = []
         for item in self._frames.feed(chunk):
             if isinstance(item, bytes):
+                if item and not self._read_any and not self._closed:
+                    # Not an event stream at all (an HTML or JSON page with a 200): an error first, so a
+                    # request that got nothing yet fails over.
+                    out.append(self._error(f"unreadable event stream ({self._frames.error})", "malformed_stream")[0])
                 if item:
                     out.append(item)
             elif not self._closed:
+                self._read_any = True
                 out.extend(self._message(item))
         return out
 
@@ -131,9 +137,8 @@ class ConverseStreamDecoder:
         return out
 
     def _message_stop(self, event: JSON) -> list[Any]:
-        self._stop_reason = event.get("stopReason")
         self._stopped = True
-        out = [*self._begin(), self._chunk({}, finish_reason(self._stop_reason, bool(self._tools)))]
+        out = [*self._begin(), self._chunk({}, finish_reason(event.get("stopReason"), bool(self._tools)))]
         return out + self._done()
 
     def _metadata_event(self, event: JSON) -> list[Any]:
