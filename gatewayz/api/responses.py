@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gatewayz.api.chat import OpenAIChat
+from gatewayz.api.chat import OpenAIErrors, served_model
 from gatewayz.api.inference import InferenceEndpoint
 from gatewayz.pipeline.context import RequestContext, Usage
 from gatewayz.pipeline.parse import check_chat, load_json
@@ -22,14 +22,8 @@ if TYPE_CHECKING:
     from gatewayz.container import Container
 
 
-def _model(ctx: RequestContext) -> str:
-    return ctx.entry.id if ctx.entry else ctx.requested_model
-
-
-class OpenAIResponses:
+class OpenAIResponses(OpenAIErrors):
     endpoint = "responses"
-    error = OpenAIChat.error  # OpenAI's error body, as for chat completions
-    client_error = OpenAIChat.client_error
 
     def parse(self, ctx: RequestContext) -> None:
         chat, ctx.echo = responses_to_chat(load_json(ctx.raw))
@@ -38,7 +32,7 @@ class OpenAIResponses:
     def body(self, ctx: RequestContext, data: dict[str, Any], usage: Usage, cost: int) -> bytes:
         created = data.get("created")
         response = chat_to_response(data, new_id("resp_"), created if isinstance(created, int) else int(time.time()),
-                                    _model(ctx), ctx.echo, usage_object(usage, cost))
+                                    served_model(ctx), ctx.echo, usage_object(usage, cost))
         return orjson.dumps(response)
 
     def stream(self, ctx: RequestContext) -> _ResponsesStream:
@@ -50,7 +44,7 @@ class _ResponsesStream:
 
     def __init__(self, ctx: RequestContext) -> None:
         self.ctx = ctx
-        self.events = ResponseEvents(_model(ctx), ctx.echo, new_id("resp_"), int(time.time()))
+        self.events = ResponseEvents(served_model(ctx), ctx.echo, new_id("resp_"), int(time.time()))
 
     def chunks(self, chunks: list[dict[str, Any]]) -> bytes:
         out = self.events.start()

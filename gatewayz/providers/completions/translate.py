@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from gatewayz.errors import InvalidRequest
+from gatewayz.providers.chat_parts import content_text, logprob_entries
 from gatewayz.routing.planner import GATEWAY_FIELDS
 
 JSON = dict[str, Any]
@@ -90,20 +91,6 @@ def finish_reason(reason: Any) -> str | None:
     return _FINISH.get(reason, "stop")
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
-def _entries(choice: JSON) -> list[JSON]:
-    logprobs = choice.get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    return [e for e in content if isinstance(e, dict)] if isinstance(content, list) else []
-
-
 def legacy_logprobs(entries: list[JSON], offset: int) -> tuple[JSON, int]:
     """Chat logprobs entries -> the legacy logprobs object (text offsets from `offset`), and the next offset."""
     out: JSON = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
@@ -127,9 +114,9 @@ def chat_to_completion(data: JSON, model: str, legacy: Legacy) -> JSON:
         if not isinstance(choice, dict):
             continue
         message = choice.get("message")
-        text = _text(message.get("content")) if isinstance(message, dict) else ""
+        text = content_text(message.get("content")) if isinstance(message, dict) else ""
         choices.append({"text": (legacy.prompt if legacy.echo else "") + text, "index": choice.get("index", i),
-                        "logprobs": legacy_logprobs(_entries(choice), 0)[0] if legacy.logprobs else None,
+                        "logprobs": legacy_logprobs(logprob_entries(choice), 0)[0] if legacy.logprobs else None,
                         "finish_reason": finish_reason(choice.get("finish_reason"))})
     created = data.get("created")
     return {"id": completion_id(data.get("id")), "object": "text_completion",
@@ -169,13 +156,13 @@ class CompletionChunks:
     def _choice(self, choice: JSON) -> JSON | None:
         index = choice.get("index", 0)
         delta = choice.get("delta")
-        text = _text(delta.get("content")) if isinstance(delta, dict) else ""
+        text = content_text(delta.get("content")) if isinstance(delta, dict) else ""
         first = index not in self.offsets
         if first and self.legacy.echo:
             text = self.legacy.prompt + text
         logprobs = None
         if self.legacy.logprobs:
-            logprobs, self.offsets[index] = legacy_logprobs(_entries(choice), self.offsets.get(index, 0))
+            logprobs, self.offsets[index] = legacy_logprobs(logprob_entries(choice), self.offsets.get(index, 0))
         else:
             self.offsets[index] = self.offsets.get(index, 0) + len(text)
         reason = finish_reason(choice.get("finish_reason"))

@@ -9,6 +9,7 @@ from typing import Any
 
 from gatewayz.billing.money import nanos_to_json
 from gatewayz.pipeline.context import Usage
+from gatewayz.providers.chat_parts import content_text, logprob_entries
 
 JSON = dict[str, Any]
 
@@ -42,15 +43,6 @@ def response_object(resp_id: str, created_at: int, model: str, echo: JSON, *, st
             **echo, "model": model, "output": output, "usage": usage}
 
 
-def text_of(content: Any) -> str:
-    """Message content: a string, or (some upstreams) a list of text parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
 def reasoning_of(container: JSON) -> str:
     """The reasoning text of a chat message or delta (`reasoning_content`, or `reasoning` as some routers name it)."""
     for key in ("reasoning_content", "reasoning"):
@@ -64,13 +56,6 @@ def arguments_of(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else ""
-
-
-def logprobs_of(choice: JSON) -> list[JSON]:
-    """Chat logprobs entries already have the Responses shape (token, logprob, bytes, top_logprobs)."""
-    logprobs = choice.get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    return [e for e in content if isinstance(e, dict)] if isinstance(content, list) else []
 
 
 def reasoning_item(text: str, item_id: str | None = None, status: str = "completed") -> JSON:
@@ -107,9 +92,9 @@ def chat_to_response(data: JSON, resp_id: str, created_at: int, model: str, echo
     if reasoning:
         output.append(reasoning_item(reasoning))
     parts: list[JSON] = []
-    text = text_of(message.get("content"))
+    text = content_text(message.get("content"))
     if text:
-        parts.append(text_part(text, logprobs_of(choice)))
+        parts.append(text_part(text, logprob_entries(choice)))  # chat's entries have the Responses shape
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:
         parts.append({"type": "refusal", "refusal": refusal})

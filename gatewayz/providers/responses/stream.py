@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
+from gatewayz.providers.chat_parts import logprob_entries
 from gatewayz.providers.responses.response import (
     arguments_of,
     call_item,
-    logprobs_of,
     message_item,
     new_id,
     reasoning_item,
@@ -145,7 +145,7 @@ class ResponseEvents:
             events.extend(self._write("reasoning", "reasoning_text", reasoning, []))
         content = delta.get("content")
         if isinstance(content, str) and content:
-            events.extend(self._write("message", "output_text", content, logprobs_of(choice)))
+            events.extend(self._write("message", "output_text", content, logprob_entries(choice)))
         refusal = delta.get("refusal")
         if isinstance(refusal, str) and refusal:
             events.extend(self._write("message", "refusal", refusal, []))
