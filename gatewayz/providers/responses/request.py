@@ -1,12 +1,14 @@
 """A POST /v1/responses body -> the OpenAI chat.completions body the pipeline routes, and what the answer echoes.
 
-Translated: model; input (a string, or items: messages with role user / assistant / system / developer and
-input_text, input_image, input_file, input_audio, output_text or refusal parts; function_call and
-function_call_output items; reasoning items are skipped, chat has no place for them); instructions (the first
-system message); function tools; tool_choice (auto, none, required, a function, allowed_tools);
-parallel_tool_calls; max_output_tokens (max_completion_tokens); temperature; top_p; top_logprobs (logprobs);
-text.format (response_format); text.verbosity; reasoning.effort (reasoning_effort); user; safety_identifier;
-prompt_cache_key; service_tier; stream; and the gateway's routing fields (models, provider, session_id).
+Translated: model; input (a string, or items: messages with role user / assistant / system / developer, the
+last sent as system, which every chat upstream knows; input_text, input_image, input_file (file_data),
+input_audio, output_text or refusal parts; function_call items join the assistant turn before them,
+function_call_output items become tool messages; reasoning items are skipped: chat has no place for them);
+instructions (the first system message); function tools; tool_choice (auto, none, required, a function,
+allowed_tools); parallel_tool_calls; max_output_tokens (max_completion_tokens); temperature; top_p;
+top_logprobs (logprobs); text.format (response_format); text.verbosity; reasoning.effort (reasoning_effort);
+user; safety_identifier; prompt_cache_key; service_tier; stream; and the gateway's routing fields (models,
+provider, session_id).
 Accepted, not sent upstream: metadata (echoed), store (the gateway is stateless: nothing is stored), include,
 truncation, max_tool_calls, stream_options, reasoning.summary, background false.
 Refused (400): previous_response_id, conversation and prompt (state the gateway does not keep: send the full
