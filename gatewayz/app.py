@@ -16,8 +16,10 @@ from gatewayz import __version__
 from gatewayz.analytics.routes import router as analytics_router
 from gatewayz.api.asgi import Endpoint, Receive, Scope, Send, send_error
 from gatewayz.api.chat import ChatCompletions
+from gatewayz.api.completions import Completions
 from gatewayz.api.messages import CountTokens, Messages
 from gatewayz.api.middleware import RequestIdMiddleware
+from gatewayz.api.responses import Responses
 from gatewayz.audit.routes import router as audit_router
 from gatewayz.auth.role_routes import router as roles_router
 from gatewayz.auth.routes import router as accounts_router
@@ -108,7 +110,8 @@ def create_app(settings: Settings) -> Gateway:
     chat = ChatCompletions(container)
     hot: dict[tuple[str, str], Endpoint] = {
         ("POST", "/v1/chat/completions"): chat, ("POST", "/chat/completions"): chat,
-        ("POST", "/v1/messages"): Messages(container), ("POST", "/v1/messages/count_tokens"): CountTokens(container)}
+        ("POST", "/v1/messages"): Messages(container), ("POST", "/v1/messages/count_tokens"): CountTokens(container),
+        ("POST", "/v1/responses"): Responses(container), ("POST", "/v1/completions"): Completions(container)}
     return Gateway(app, hot)
 
 

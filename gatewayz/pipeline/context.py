@@ -60,6 +60,7 @@ class RequestContext:
     rate: Any = None                         # pipeline.limit.RateState once the limits passed
     operation: str | None = None             # a non-chat operation's upstream path ("embeddings", ...)
     form: Any = None                         # providers.adapter.Form for a multipart operation
+    echo: Any = None                         # what a client dialect keeps from its request for the answer
     settled: bool = False
     observed: bool = False
 
