@@ -130,9 +130,8 @@ class ModelConfig(_Strict):
     # How often active probes check this model's providers (see routing.probes).
     tier: Literal["critical", "popular", "standard"] = "standard"
     # What the model does, which decides the endpoints that serve it: chat (/v1/chat/completions,
-    # /v1/messages, /v1/responses, /v1/completions), completion (/v1/completions), embedding, image,
-    # transcription, speech.
-    mode: Literal["chat", "completion", "embedding", "image", "transcription", "speech"] = "chat"
+    # /v1/messages, /v1/responses, /v1/completions), embedding, image, transcription, speech.
+    mode: Literal["chat", "embedding", "image", "transcription", "speech"] = "chat"
     providers: list[ModelRoute] = Field(min_length=1)
 
     @field_validator("id")

@@ -165,3 +165,13 @@ def test_a_hold_larger_than_the_balance_is_refused_before_the_upstream(gw: Gatew
         sdk.images.generate(model="test/image", prompt="fox", n=2)  # $0.08 > $0.0001
     assert exc.value.status_code == 402
     assert emu_a.requests == []
+
+
+def test_chat_endpoints_refuse_media_models_and_mixed_fallbacks(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="test/embed", messages=[{"role": "user", "content": "hi"}])
+    assert exc.value.body["code"] == "wrong_model_type"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="test/chat", messages=[{"role": "user", "content": "hi"}],
+                                    extra_body={"models": ["test/tts"]})
+    assert exc.value.body["param"] == "models"  # type: ignore[index]
