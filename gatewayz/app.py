@@ -24,6 +24,7 @@ from gatewayz.container import Container
 from gatewayz.errors import GatewayError, InvalidRequest, status_error
 from gatewayz.health.routes import router as health_router
 from gatewayz.observability.routes import router as metrics_router
+from gatewayz.plans.routes import router as plans_router
 from gatewayz.routing.routes import router as routing_router
 from gatewayz.settings import Settings, load_settings
 from gatewayz.users.routes import router as users_router
@@ -87,7 +88,7 @@ def create_app(settings: Settings) -> Gateway:
         return _error_response(err)
 
     for router in (health_router, models_router, users_router, credits_router, routing_router, metrics_router,
-                   audit_router):
+                   audit_router, plans_router):
         app.include_router(router)
     chat = ChatCompletions(container)
     hot: dict[tuple[str, str], Endpoint] = {

@@ -11,7 +11,7 @@ from tests.gateway_server import ADMIN_KEY, GatewayServer
 
 PUBLIC = {"/health", "/health/quick", "/health/ready", "/v1/models", "/v1/models/{model_id}", "/health/models",
           "/health/models/uptime", "/v1/status", "/code-router/tiers", "/general-router/settings/options",
-          "/openapi.json", "/docs", "/docs/oauth2-redirect"}
+          "/openapi.json", "/docs", "/docs/oauth2-redirect", "/plans", "/trial/partner/{code}"}
 ADMIN_PREFIXES = ("/admin/", "/credits/add", "/circuit-breakers", "/health/providers", "/health/monitoring",
                   "/metrics", "/api/metrics/")
 PARAMS = {"provider": "emu-a", "key_id": "1", "model_id": "test/echo"}
