@@ -80,7 +80,9 @@ class _Account:
     held: int = 0                # sum of open holds
     pending: int = 0             # settled here but not yet written
     generation: int = 0          # bumps on every change, so a reload never overwrites a newer state
-    resetting: int = 0           # allowance resets in progress (a reload meanwhile is discarded)
+    # Held while the allowance is reset: no hold is taken against the state being replaced, and a reload
+    # meanwhile is discarded.
+    resetting: asyncio.Lock = field(default_factory=asyncio.Lock)
     loaded_at: float = field(default_factory=time.monotonic)
 
     def spendable(self) -> int:
@@ -121,34 +123,47 @@ class MemoryAuthority:
         gen = acct.generation
         funds = await self._store.funds(user_id)
         if funds is not None and acct.generation == gen and acct.held == 0 and acct.pending == 0 \
-                and acct.resetting == 0:
+                and not acct.resetting.locked():
             acct.balance, acct.allowance, acct.period = funds.balance, funds.allowance, funds.period
         acct.loaded_at = time.monotonic()
 
     async def _reset(self, user_id: int, acct: _Account, changes: dict[str, Any] | None = None,
-                     require: list[Any] | None = None) -> Reset | None:
+                     require: list[Any] | None = None, unless_in: str | None = None) -> Reset | None:
         """Reset the allowance in the database, keeping what this process's holds and unwritten charges
         still need, and apply the same change here."""
-        acct.resetting += 1
-        try:
+        async with acct.resetting:
+            if unless_in is not None and acct.period == unless_in:
+                return None   # another request reset it meanwhile
             r = await self._store.reset_allowance(user_id, _policy_of(self._policy), acct.held + acct.pending,
                                                   changes=changes, require=require)
-        finally:
-            acct.resetting -= 1
-        if r is not None:
-            acct.allowance += r.delta
-            acct.period = r.period
-            acct.generation += 1
+            if r is not None:
+                acct.allowance += r.delta
+                acct.period = r.period
+                acct.generation += 1
         return r
+
+    async def _in_period(self, user_id: int, acct: _Account, period: str | None) -> None:
+        """Wait out a reset in progress; reset the allowance when it belongs to another period."""
+        if acct.resetting.locked():
+            async with acct.resetting:
+                pass
+        if period is not None and acct.period != period and self._policy is not None:
+            await self._reset(user_id, acct, unless_in=period)
 
     async def reset(self, user_id: int, changes: dict[str, Any] | None = None,
                     require: list[Any] | None = None) -> Reset | None:
-        return await self._reset(user_id, await self._account(user_id), changes, require)
+        """Change plan or trial columns (when `require` holds) and reset the allowance; None when the
+        user is unknown or `require` failed."""
+        try:
+            acct = await self._account(user_id)
+        except NotFound:
+            return None
+        return await self._reset(user_id, acct, changes, require)
 
     async def reserve(self, user_id: int, request_id: str, amount: int, period: str | None = None) -> Hold:
         acct = await self._account(user_id)
-        if period is not None and acct.period != period and self._policy is not None:
-            await self._reset(user_id, acct)
+        await self._in_period(user_id, acct, period)
+        # From here to the hold nothing awaits: the check and the hold are one step on the event loop.
         key = (user_id, request_id)
         if key in self._open or key in self._recent:
             raise duplicate(request_id)
@@ -198,8 +213,7 @@ class MemoryAuthority:
         """(purchased balance, allowance) after every settled charge; charges not yet written are taken
         from the allowance first, as they will be."""
         acct = await self._account(user_id)
-        if period is not None and acct.period != period and self._policy is not None:
-            await self._reset(user_id, acct)
+        await self._in_period(user_id, acct, period)
         from_allowance = min(acct.pending, max(acct.allowance, 0))
         return acct.balance - (acct.pending - from_allowance), acct.allowance - from_allowance
 

@@ -103,7 +103,10 @@ class _Refused(Exception):
 
 
 class _Unseeded(Exception):
-    def __init__(self, scope: Scope) -> None:
+    """The counter is missing (it is created, then the take retried), or it appeared after the UPDATE
+    began (PostgreSQL: another transaction created it meanwhile; the take is retried)."""
+
+    def __init__(self, scope: Scope | None) -> None:
         self.scope = scope
 
 
@@ -123,23 +126,26 @@ class SqlDailySpend:
 
     async def take(self, scopes: list[Scope], day: str, since: datetime, amount: int) -> Refusal | GiveBack:
         t = daily_spend.c
-        for _ in range(len(scopes) + 1):
+        for _ in range(2 * len(scopes) + 3):
             try:
                 async with self._engine.begin() as conn:
-                    for s in scopes:
+                    for s in sorted(scopes, key=lambda s: s.name):   # one lock order: no deadlocks
                         res = await conn.execute(
                             daily_spend.update().where(t.scope == s.name, t.day == day, t.spent_nanos + amount <= s.cap)
                             .values(spent_nanos=t.spent_nanos + amount).returning(t.spent_nanos))
                         if res.first() is None:
                             spent = (await conn.execute(sa.select(t.spent_nanos).where(
                                 t.scope == s.name, t.day == day))).scalar_one_or_none()
-                            raise _Unseeded(s) if spent is None else _Refused(Refusal(s, int(spent)))
+                            if spent is not None and spent + amount > s.cap:
+                                raise _Refused(Refusal(s, int(spent)))
+                            raise _Unseeded(s if spent is None else None)
                 await self._prune(day, since)
                 return lambda unspent: self.give_back(scopes, day, unspent)
             except _Refused as exc:
                 return exc.refusal
             except _Unseeded as exc:
-                await self._create(exc.scope, day, since)
+                if exc.scope is not None:
+                    await self._create(exc.scope, day, since)
         raise RuntimeError("daily spend rows could not be created")
 
     async def _create(self, scope: Scope, day: str, since: datetime) -> None:
@@ -161,8 +167,9 @@ class SqlDailySpend:
         async def write() -> None:
             t = daily_spend.c
             async with self._engine.begin() as conn:
-                await conn.execute(daily_spend.update().where(t.scope.in_([s.name for s in scopes]), t.day == day)
-                                   .values(spent_nanos=t.spent_nanos - amount))
+                for name in sorted(s.name for s in scopes):
+                    await conn.execute(daily_spend.update().where(t.scope == name, t.day == day)
+                                       .values(spent_nanos=t.spent_nanos - amount))
         self._spawn(write)
 
     async def spent(self, scope: Scope, day: str, since: datetime) -> int:
