@@ -93,8 +93,9 @@ class MemoryDailySpend:
                 self._spent[key] -= amount
 
     async def spent(self, scope: Scope, day: str, since: datetime) -> int:
-        await self._load(scope, day, since)
-        return self._spent.get((scope.name, day), 0)
+        # Only a take creates a counter: one made here would miss the uncapped requests that follow.
+        counted = self._spent.get((scope.name, day))
+        return counted if counted is not None else await self._seed(scope, since)
 
 
 class _Refused(Exception):
