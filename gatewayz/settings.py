@@ -241,6 +241,8 @@ class UsageConfig(_Strict):
     # Usage records (GET /user/activity/*, /user/usage/export) older than this many days are deleted by a
     # periodic purge; 0 keeps them forever. The credit ledger is never purged.
     retention_days: int = Field(default=400, ge=0, le=36500)
+
+
 class CouponsConfig(_Strict):
     """Credit codes issued by an admin (POST /admin/coupons) and redeemed by users (POST /coupons/redeem)."""
 
@@ -257,6 +259,65 @@ class ReferralsConfig(_Strict):
     bonus_usd: Decimal = Field(default=Decimal("10"), gt=0, le=1_000_000, decimal_places=9)
     min_purchase_usd: Decimal = Field(default=Decimal("10"), ge=0, le=1_000_000, decimal_places=9)
     max_uses: int = Field(default=10, ge=1)   # users who may apply one code
+
+
+def _exact_decimal(v: Any) -> Any:
+    """YAML gives floats; str() of a float is its shortest round-trip form, so 0.15 stays 0.15."""
+    return Decimal(str(v)) if isinstance(v, float) else v
+
+
+def _usd(v: Decimal | None) -> Decimal | None:
+    if v is not None and v != v.quantize(Decimal("0.000000001")):
+        raise ValueError("at most 9 decimal places (nanodollars)")
+    return v
+
+
+class PlanConfig(_Strict):
+    """A subscription tier. Its monthly allowance is spent before purchased credits and does not roll over;
+    rpm/tpm are per-user limits across all of a user's keys (None: `limits.user_requests_per_minute`, no
+    user tpm); daily_cap_usd caps what a user may spend per UTC day (None: no cap)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    name: str = Field(min_length=1, max_length=100)
+    price_usd_month: Decimal | None = Field(ge=0)   # None: priced by contract
+    monthly_allowance_usd: Decimal = Field(default=Decimal(0), ge=0, le=Decimal(10_000_000))
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    daily_cap_usd: Decimal | None = Field(default=None, gt=0)
+
+    _exact = field_validator("price_usd_month", "monthly_allowance_usd", "daily_cap_usd",
+                             mode="before")(_exact_decimal)
+    _nanos = field_validator("price_usd_month", "monthly_allowance_usd", "daily_cap_usd")(_usd)
+
+
+class TrialConfig(_Strict):
+    """The one source of the trial terms: credits spent first, gone when the trial ends after `days`."""
+
+    credits_usd: Decimal = Field(default=Decimal(5), ge=0, le=Decimal(1_000_000))
+    days: int = Field(default=14, ge=1, le=366)
+    daily_cap_usd: Decimal | None = Field(default=Decimal(1), gt=0)
+
+    _exact = field_validator("credits_usd", "daily_cap_usd", mode="before")(_exact_decimal)
+    _nanos = field_validator("credits_usd", "daily_cap_usd")(_usd)
+
+
+class PartnerTrialConfig(TrialConfig):
+    """A trial a user starts with a partner's code (POST /trial/partner), once per user."""
+
+    code: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,31}$")
+    rpm: int | None = Field(default=None, ge=1)   # per user while the trial runs; None: the plan's
+
+
+def default_plans() -> list[PlanConfig]:
+    d = Decimal
+    return [
+        PlanConfig(id="free", name="Free", price_usd_month=d(0)),
+        PlanConfig(id="starter", name="Starter", price_usd_month=d(10), monthly_allowance_usd=d(10), rpm=600,
+                   tpm=1_000_000, daily_cap_usd=d(25)),
+        PlanConfig(id="pro", name="Pro", price_usd_month=d(50), monthly_allowance_usd=d(50), rpm=3000,
+                   tpm=5_000_000, daily_cap_usd=d(200)),
+        PlanConfig(id="enterprise", name="Enterprise", price_usd_month=None),
+    ]
 
 
 class Settings(_Strict):
@@ -287,6 +348,10 @@ class Settings(_Strict):
     provider_env: dict[str, str] = Field(default_factory=dict)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
+    # Subscription tiers (replaces the built-in list; must include `free`, every user's starting plan).
+    plans: list[PlanConfig] = Field(default_factory=default_plans, min_length=1)
+    trials: TrialConfig = Field(default_factory=TrialConfig)
+    partner_trials: list[PartnerTrialConfig] = Field(default_factory=list)
 
     @field_validator("admin_key")
     @classmethod
@@ -306,6 +371,18 @@ class Settings(_Strict):
         """Built-in providers switched on by a key (or, for local servers, a URL) in the environment."""
         return [p.name for p in BUILTIN if self.provider_env.get(p.env_key)
                 or (p.base_url_env and self.provider_env.get(p.base_url_env))]
+
+    @model_validator(mode="after")
+    def _plans_and_codes(self) -> Settings:
+        ids = [p.id for p in self.plans]
+        if len(set(ids)) != len(ids):
+            raise ValueError("plans: duplicate plan id")
+        if "free" not in ids:
+            raise ValueError("plans: a plan with id 'free' is required (every user starts on it)")
+        codes = [t.code.lower() for t in self.partner_trials]
+        if len(set(codes)) != len(codes):
+            raise ValueError("partner_trials: duplicate code (codes are case-insensitive)")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> Settings:

@@ -100,7 +100,7 @@ class InferenceEndpoint:
             d.parse(ctx)
             ctx.rate = await c.limits.check(ctx)
             plan(ctx, c, scope)
-            await reserve(ctx, c.credits, c.ledger)
+            await reserve(ctx, c.credits, c.ledger, c.plans)
             try:
                 reply = await c.dispatch(ctx, ctx.started + c.settings.request_deadline_s)
             except (GatewayError, UpstreamResponse) as exc:

@@ -54,6 +54,10 @@ async def transactions(user: User, c: ContainerDep, limit: int = Query(50, ge=1,
     rows, total = await c.ledger.transactions(user.user_id, limit, offset)
     data = [{"id": r["id"], "type": r["type"], "amount": nanos_to_json(r["amount_nanos"]),
              "amount_nanos": r["amount_nanos"], "balance_after": nanos_to_json(r["balance_after_nanos"]),
+             # The allowance part (subscription allowance or trial credit): grants, expiries, usage paid from it.
+             "allowance_amount": nanos_to_json(r["allowance_nanos"]), "allowance_amount_nanos": r["allowance_nanos"],
+             "allowance_after": nanos_to_json(r["allowance_after_nanos"])
+             if r["allowance_after_nanos"] is not None else None,
              "request_id": r["request_id"], "model": r["model"], "prompt_tokens": r["prompt_tokens"],
              "completion_tokens": r["completion_tokens"], "description": r["description"],
              "created_at": r["created_at"]} for r in rows]

@@ -48,6 +48,7 @@ class RequestContext:
     stream: bool = False
     include_usage: bool = False
     hold: Hold | None = None
+    daily: Any = None                        # plans.service.DailyHold: counted against the daily caps
     provider: str | None = None
     upstream_model: str | None = None
     upstream_s: float = 0.0

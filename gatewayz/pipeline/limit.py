@@ -6,9 +6,11 @@ carries OpenAI's x-ratelimit-* headers."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from gatewayz.errors import RateLimited
+from gatewayz.keys.service import Principal
 from gatewayz.limits.limiter import Decision, Limit, MemoryLimiter
 from gatewayz.pipeline.context import RequestContext
 from gatewayz.pipeline.parse import requested_output_tokens
@@ -26,6 +28,7 @@ class RateState:
     token_key: str = ""
     token_limit: Limit | None = None
     estimate: int = 0
+    user_tokens: list[tuple[str, Limit, int]] = field(default_factory=list)  # the user's bucket, its estimate
 
 
 def _refusal(d: Decision, reason: str, what: str) -> RateLimited:
@@ -42,13 +45,28 @@ def estimate_tokens(ctx: RequestContext) -> int:
     return len(ctx.raw) // 4 + (requested_output_tokens(ctx.body) or 0)
 
 
+UserLimits = Callable[[Principal], tuple[int | None, int | None]]
+
+
 class RateLimits:
-    def __init__(self, cfg: LimitsConfig, limiter: MemoryLimiter) -> None:
+    def __init__(self, cfg: LimitsConfig, limiter: MemoryLimiter, user_limits: UserLimits | None = None) -> None:
+        """`user_limits`: a user's requests and tokens per minute across their keys (their plan's, see
+        gatewayz.plans); by default `user_requests_per_minute` and no token limit."""
         self.limiter = limiter
         self._rpm = Limit(cfg.requests_per_minute, MINUTE) if cfg.requests_per_minute else None
         self._tpm = Limit(cfg.tokens_per_minute, MINUTE) if cfg.tokens_per_minute else None
-        self._user_rpm = Limit(cfg.user_requests_per_minute, MINUTE) if cfg.user_requests_per_minute else None
+        default_user = (cfg.user_requests_per_minute or None, None)
+        self._user_limits: UserLimits = user_limits or (lambda _: default_user)
+        self._per_minute: dict[int, Limit] = {}
         self._ip = Limit(cfg.ip_requests_per_minute, MINUTE) if cfg.ip_requests_per_minute else None
+
+    def _minute(self, amount: int | None) -> Limit | None:
+        if not amount:
+            return None
+        limit = self._per_minute.get(amount)
+        if limit is None:
+            limit = self._per_minute[amount] = Limit(amount, MINUTE)
+        return limit
 
     async def unauthenticated(self, ip: str) -> None:
         """Called when authentication failed: too many of those from one address become 429s."""
@@ -61,10 +79,20 @@ class RateLimits:
         p = ctx.principal
         assert p is not None and p.user_id is not None
         state = RateState()
-        if self._user_rpm is not None:
-            d = await self.limiter.consume(f"u{p.user_id}:rpm", self._user_rpm)
+        rpm_amount, tpm_amount = self._user_limits(p)
+        user_rpm, user_tpm = self._minute(rpm_amount), self._minute(tpm_amount)
+        if user_rpm is not None:
+            d = await self.limiter.consume(f"u{p.user_id}:rpm", user_rpm)
             if not d.allowed:
                 raise _refusal(d, "user_requests", "requests of this account")
+        if user_tpm is not None:
+            estimate = min(estimate_tokens(ctx), user_tpm.amount)
+            d = await self.limiter.consume(f"u{p.user_id}:tpm", user_tpm, estimate)
+            if not d.allowed:
+                if user_rpm is not None:
+                    await self.limiter.refund(f"u{p.user_id}:rpm", user_rpm, 1)
+                raise _refusal(d, "user_tokens", "tokens of this account")
+            state.user_tokens.append((f"u{p.user_id}:tpm", user_tpm, estimate))
         rpm, tpm = self.key_limits(p.restrictions.rpm_limit, p.restrictions.tpm_limit)
         if rpm is not None:
             state.requests = await self.limiter.consume(f"k{p.key_id}:rpm", rpm)
@@ -87,9 +115,12 @@ class RateLimits:
 
     async def correct(self, ctx: RequestContext, state: RateState) -> None:
         """After the response: count the tokens really used instead of the estimate."""
+        used = ctx.usage.prompt_tokens + ctx.usage.completion_tokens if ctx.usage else 0
+        for key, limit, estimate in state.user_tokens:
+            if used != estimate:
+                await self.limiter.adjust(key, limit, used - estimate)
         if state.token_limit is None:
             return
-        used = ctx.usage.prompt_tokens + ctx.usage.completion_tokens if ctx.usage else 0
         if used != state.estimate:
             await self.limiter.adjust(state.token_key, state.token_limit, used - state.estimate)
 

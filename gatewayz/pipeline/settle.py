@@ -61,6 +61,8 @@ def settle(ctx: RequestContext, authority: CreditAuthority) -> int:
                             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                             usage=usage_row(ctx, usage))
     ctx.cost_nanos = authority.settle(ctx.hold, settlement)
+    if ctx.daily is not None:
+        ctx.daily.settle(ctx.cost_nanos)  # the daily caps count what was charged, no longer the hold
     return ctx.cost_nanos
 
 
