@@ -70,10 +70,10 @@ class Pricing(_Strict):
     input: Decimal = Field(default=Decimal(0), ge=0)
     output: Decimal = Field(default=Decimal(0), ge=0)
     image: Decimal = Field(default=Decimal(0), ge=0)          # USD per generated image
-    audio_second: Decimal = Field(default=Decimal(0), ge=0)   # USD per second of audio transcribed
+    audio_minute: Decimal = Field(default=Decimal(0), ge=0)   # USD per minute of audio transcribed (per ms)
     characters: Decimal = Field(default=Decimal(0), ge=0)     # USD per million characters spoken
 
-    @field_validator("input", "output", "image", "audio_second", "characters", mode="before")
+    @field_validator("input", "output", "image", "audio_minute", "characters", mode="before")
     @classmethod
     def _exact(cls, v: Any) -> Any:
         # YAML gives floats; str() of a float is its shortest round-trip form, so 0.15 stays 0.15.
@@ -87,7 +87,7 @@ class Pricing(_Strict):
             raise ValueError("at most 6 decimal places (USD per million tokens)")
         return v
 
-    @field_validator("image", "audio_second")
+    @field_validator("image", "audio_minute")
     @classmethod
     def _nanodollar_precision(cls, v: Decimal) -> Decimal:
         if v != v.quantize(Decimal("0.000000001")):
@@ -95,7 +95,7 @@ class Pricing(_Strict):
         return v
 
     def is_zero(self) -> bool:
-        return not (self.input or self.output or self.image or self.audio_second or self.characters)
+        return not (self.input or self.output or self.image or self.audio_minute or self.characters)
 
 
 class ModelRoute(_Strict):
