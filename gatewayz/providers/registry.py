@@ -33,6 +33,8 @@ BUILTIN: tuple[ProviderInfo, ...] = (
                  option_env=(("api_version", "AZURE_OPENAI_API_VERSION"),)),
     ProviderInfo("anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com/v1", "maker", ("anthropic",), "anthropic",
                  wire="anthropic"),
+    ProviderInfo("cohere", "COHERE_API_KEY", "https://api.cohere.com/v2", "maker", ("cohere",), "cohere_chat",
+                 wire="cohere"),
     ProviderInfo("openrouter", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1", "aggregator"),
     ProviderInfo("vercel", "AI_GATEWAY_API_KEY", "https://ai-gateway.vercel.sh/v1", "aggregator", (),
                  "vercel_ai_gateway"),
