@@ -219,13 +219,9 @@ def _pick_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _text(body: dict[str, Any], fault: Fault, user: str) -> tuple[str, str]:
-    if fault.content is not None:
-        text = fault.content
-    elif isinstance(body.get("response_format"), dict) and body["response_format"].get("type") == "json_object":
-        text = json.dumps({"echo": user})
-    else:
-        text = "Echo: " + user
-    text, cut = apply_stop(text, body.get("stop_sequences"))
+    fmt = body.get("response_format")
+    echo = json.dumps({"echo": user}) if isinstance(fmt, dict) and fmt.get("type") == "json_object" else "Echo: " + user
+    text, cut = apply_stop(echo if fault.content is None else fault.content, body.get("stop_sequences"))
     if cut:
         return text, "STOP_SEQUENCE"
     text, truncated = truncate_words(text, body.get("max_tokens"))

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from aiohttp import web
 
 from .cohere_chat import chat_body, plan_chat, stream_events, validate
-from .openai_format import json_response
+from .openai_format import OpenAIFormat, json_response
 from .wire import EventStream, Exchange, Route
 
 
@@ -26,19 +25,13 @@ class CohereFormat:
     def routes(self) -> Sequence[Route]:
         return (Route("POST", "/v2/chat", self.chat),)
 
-    def authorized(self, request: web.Request, api_key: str) -> bool:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and token.strip() == api_key
+    # A bearer key, a model in the body and `stream: true`, as OpenAI's.
+    authorized = OpenAIFormat.authorized
+    model_of = OpenAIFormat.model_of
+    wants_stream = OpenAIFormat.wants_stream
 
     def error(self, status: int, message: str, code: str | None = None) -> web.Response:
         return json_response({"id": str(uuid.uuid4()), "message": message}, status)
-
-    def model_of(self, request: web.Request, body: Any) -> str | None:
-        model = body.get("model") if isinstance(body, dict) else None
-        return model if isinstance(model, str) else None
-
-    def wants_stream(self, request: web.Request, body: Any) -> bool:
-        return isinstance(body, dict) and body.get("stream") is True
 
     async def not_found(self, exchange: Exchange) -> web.StreamResponse:
         return self.error(404, f"path {exchange.request.path} not found")

@@ -37,21 +37,20 @@ def translate(body: dict[str, Any], stream: bool = False) -> dict[str, Any]:
 
 
 def chat(*messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"model": "m", "messages": list(messages) or [{"role": "user", "content": "hi"}], **extra}
+    """An OpenAI request with these messages (one user "hi" when none) and extra fields."""
+    return dict(extra, model="m", messages=list(messages or [{"role": "user", "content": "hi"}]))
 
 
-def decode(raw: bytes, split: int | None = None) -> list[Any]:
+def decode(raw: bytes, piece: int = 0) -> list[Any]:
+    """What one decoder makes of `raw` fed `piece` bytes at a time (0: all at once)."""
     decoder = adapter().decoder()
-    if split is None:
-        return decoder.feed(raw)
-    out: list[Any] = []
-    for i in range(0, len(raw), split):
-        out.extend(decoder.feed(raw[i:i + split]))
-    return out
+    size = piece or max(len(raw), 1)
+    return [item for i in range(0, len(raw), size) for item in decoder.feed(raw[i:i + size])]
 
 
 def without_created(items: list[Any]) -> list[Any]:
-    return [{k: v for k, v in item.items() if k != "created"} if isinstance(item, dict) else item for item in items]
+    """The items with their `created` timestamps dropped (they differ between decoders)."""
+    return [dict(item, created=None) if isinstance(item, dict) else item for item in items]
 
 
 def deltas(chunks: list[Any]) -> list[dict[str, Any]]:
@@ -256,14 +255,14 @@ def test_error_bodies_in_openai_shape() -> None:
 # ----------------------------------------------------------------- stream
 
 def _choice(delta: dict[str, Any], finish: str | None = None, cid: str = "") -> dict[str, Any]:
-    return {"id": cid, "object": "chat.completion.chunk", "model": "",
+    return {"id": cid, "object": "chat.completion.chunk", "created": None, "model": "",
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
 
 def test_text_stream_from_the_docs() -> None:
     raw = (FIXTURES / "stream_text.sse").read_bytes()
     chunks = decode(raw)
-    assert without_created(decode(raw, split=7)) == without_created(chunks)  # any split of the bytes
+    assert without_created(decode(raw, piece=7)) == without_created(chunks)  # any split of the bytes
     cid = "chatcmpl-29f14a5a-11de-4cae-9800-25e4747408ea"
     assert without_created(chunks[:3]) == [_choice({"role": "assistant", "content": ""}, cid=cid),
                                            _choice({"content": "A"}, cid=cid), _choice({"content": " large"}, cid=cid)]
@@ -271,14 +270,14 @@ def test_text_stream_from_the_docs() -> None:
         "A large language model (LLM) is a type of artificial neural network model."
     assert without_created(chunks[-3:]) == [
         _choice({}, "stop", cid),
-        {"id": cid, "object": "chat.completion.chunk", "model": "", "choices": [],
+        {"id": cid, "object": "chat.completion.chunk", "created": None, "model": "", "choices": [],
          "usage": {"prompt_tokens": 7, "completion_tokens": 16, "total_tokens": 23,
                    "prompt_tokens_details": {"cached_tokens": 0}}},
         DONE]
 
 
 def test_parallel_tool_call_stream_from_the_docs() -> None:
-    chunks = decode((FIXTURES / "stream_tool_calls.sse").read_bytes(), split=50)
+    chunks = decode((FIXTURES / "stream_tool_calls.sse").read_bytes(), piece=50)
     assert chunks[-1] == DONE
     ds = deltas(chunks)
     assert "".join(d.get("content") or "" for d in ds) == "I will search for the weather in Madrid and Brasilia."

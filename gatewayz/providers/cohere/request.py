@@ -26,6 +26,7 @@ from typing import Any
 from gatewayz.pipeline.parse import requested_output_tokens
 from gatewayz.providers.anthropic.upstream_request import THINKING_BUDGETS
 from gatewayz.providers.cohere.messages import JSON, convert_messages, fail
+from gatewayz.providers.cohere.response import obj
 
 _PASSED = (("temperature", "temperature"), ("top_p", "p"), ("top_k", "k"), ("seed", "seed"),
            ("frequency_penalty", "frequency_penalty"), ("presence_penalty", "presence_penalty"))
@@ -115,18 +116,14 @@ def _tool(tool: Any, param: str) -> JSON:
     return {"type": "function", "function": spec}
 
 
-def _response_format(response_format: Any) -> JSON | None:
-    if response_format is None:
+def _response_format(value: Any) -> JSON | None:
+    """Cohere's response_format for OpenAI's: JSON mode, with the schema when one is given."""
+    kind = value.get("type") if isinstance(value, dict) else value
+    if kind in (None, "text"):
         return None
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return {"type": "json_object"}
-    if kind != "json_schema":
+    if kind not in ("json_object", "json_schema"):
         fail("response_format.type", "must be text, json_object or json_schema.", "invalid_value")
-    spec = response_format.get("json_schema")
-    schema = spec.get("schema") if isinstance(spec, dict) else None
+    schema = obj(obj(value).get("json_schema")).get("schema") if kind == "json_schema" else None
     if schema is None:
         return {"type": "json_object"}
     if not isinstance(schema, dict) or schema.get("type") != "object":

@@ -50,21 +50,20 @@ class CohereStreamDecoder:
         self._over = False
 
     def feed(self, chunk: bytes) -> list[Any]:
-        out: list[Any] = []
+        items: list[Any] = []
         for data in self._sse.feed(chunk):
-            if self._over:
-                break
-            if data.strip() == DONE:
-                continue
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                event = None
-            if not isinstance(event, dict):
-                out.append(data)
-                continue
-            out.extend(self._event(event, data))
-        return out
+            if not self._over:  # nothing after message-end counts
+                items += self._decode(data)
+        return items
+
+    def _decode(self, data: bytes) -> list[Any]:
+        if data.strip() == DONE:
+            return []
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return [data]  # unreadable: the gateway logs and counts it
+        return self._event(event, data) if isinstance(event, dict) else [data]
 
     def _chunk(self, delta: JSON, finish: str | None = None) -> JSON:
         return {"id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": "",
