@@ -41,6 +41,8 @@ BUILTIN: tuple[ProviderInfo, ...] = (
                              ("credentials_file", "GOOGLE_APPLICATION_CREDENTIALS"))),
     ProviderInfo("gemini", "GEMINI_API_KEY", "https://generativelanguage.googleapis.com/v1beta", "maker",
                  ("google",), "gemini", wire="gemini"),
+    ProviderInfo("cohere", "COHERE_API_KEY", "https://api.cohere.com/v2", "maker", ("cohere",), "cohere_chat",
+                 wire="cohere"),
     ProviderInfo("openrouter", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1", "aggregator"),
     ProviderInfo("vercel", "AI_GATEWAY_API_KEY", "https://ai-gateway.vercel.sh/v1", "aggregator", (),
                  "vercel_ai_gateway"),
