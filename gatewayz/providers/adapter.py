@@ -55,6 +55,10 @@ class Adapter(Protocol):
         """The upstream's error body (for a client error handed back unchanged in meaning) in OpenAI's shape."""
         ...
 
+    # Optional: `refused(status, body) -> bool`, called for every non-200 answer; True when the status is the
+    # provider's fault although it is a 4xx (an invalid key reported as 400, a model error as 424), so the
+    # next provider is tried. It may also drop cached credentials the provider just refused.
+
 
 class MediaAdapter(Adapter, Protocol):
     """An adapter that also serves the non-chat operations (embeddings, images, audio, legacy completions)."""

@@ -147,7 +147,8 @@ class Engine:
         body = await resp.read()
         resp.release()
         status = resp.status
-        if status in FAILOVER_STATUSES or status >= 500:
+        refused = getattr(adapter, "refused", None)  # an adapter may know a 4xx to be the provider's fault
+        if status in FAILOVER_STATUSES or status >= 500 or (refused is not None and refused(status, body)):
             raise AttemptFailed(f"http_{status}", status, retry_after(resp.headers))
         return ClientError(status, adapter.error_body(status, body), "application/json")
 

@@ -274,14 +274,10 @@ def test_upstream_400_reaches_both_sdks_in_their_shape(client: openai.OpenAI, cl
 @pytest.mark.parametrize("fault", [Fault(status=503), Fault(status=500), Fault(status=429),
                                    Fault(status=424), Fault(drop_after_chunks=0), Fault(raw_body=b'{"junk": 1}'),
                                    Fault(raw_body=b"<html><body>502 Bad Gateway from a proxy</body></html>")],
-                         ids=["503", "500", "429", "424-client-error", "dropped", "junk-200", "html-200"])
+                         ids=["503", "500", "429", "424-model-error", "dropped", "junk-200", "html-200"])
 def test_failures_fail_over(fault: Fault, client: openai.OpenAI, bedrock_emu: Emulator) -> None:
+    # 424 ModelErrorException is a 4xx, but the model failed on Bedrock's side: another provider may serve it.
     bedrock_emu.push_fault(fault)
-    if fault.status == 424:  # ModelErrorException is a 4xx: it goes back to the client, as Bedrock sent it
-        with pytest.raises(openai.APIStatusError) as exc:
-            client.chat.completions.create(model="test/claude", messages=[{"role": "user", "content": "hi"}])
-        assert exc.value.status_code == 424 and "ModelErrorException" in str(exc.value.body)
-        return
     for stream in (False, True):
         if stream:
             bedrock_emu.push_fault(fault)

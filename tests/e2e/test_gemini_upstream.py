@@ -370,8 +370,13 @@ def test_upstream_400_is_an_openai_error_without_failover_or_charge(wire: str, g
     assert len(emu_b.requests) == 0 and gw.balance_nanos(account["api_key"]) == before
 
 
+INVALID_KEY = {"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
+                         "status": "INVALID_ARGUMENT", "details": [{"reason": "API_KEY_INVALID"}]}}
+
+
 @pytest.mark.parametrize("fault", [Fault(status=503), Fault(status=500), Fault(status=429, retry_after=30),
-                                   Fault(status=403), Fault(raw_body=b"{not json"), Fault(drop_after_chunks=0)])
+                                   Fault(status=403), Fault(raw_body=b"{not json"), Fault(drop_after_chunks=0),
+                                   Fault(status=400, body=INVALID_KEY)])
 def test_failures_fail_over_to_the_next_provider(wire: str, fault: Fault, oa: openai.OpenAI, google: Google,
                                                  emu_b: Emulator) -> None:
     google.emu.push_fault(fault, model="gemini-2.5-flash")

@@ -99,6 +99,10 @@ class BedrockAdapter:
     def decoder(self) -> ConverseStreamDecoder:
         return ConverseStreamDecoder()
 
+    def refused(self, status: int, body: bytes) -> bool:
+        """424 ModelErrorException: the model failed on Bedrock's side; another provider may well succeed."""
+        return status == 424
+
     def error_body(self, status: int, body: bytes) -> bytes:
         return error_body(status, body)
 

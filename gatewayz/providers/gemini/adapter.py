@@ -74,6 +74,13 @@ class GeminiAdapter:
     def decoder(self) -> GeminiStreamDecoder:
         return GeminiStreamDecoder()
 
+    def refused(self, status: int, body: bytes) -> bool:
+        """Google reports a bad API key as 400 INVALID_ARGUMENT: the provider's fault, not the request's. A
+        refused Vertex token is dropped so the next request mints a new one."""
+        if status in (401, 403) and self.tokens is not None:
+            self.tokens.forget()
+        return status == 400 and (b"API_KEY_INVALID" in body or b"API key not valid" in body)
+
     def error_body(self, status: int, body: bytes) -> bytes:
         return error_body(status, body)
 

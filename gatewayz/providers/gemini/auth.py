@@ -85,6 +85,10 @@ class AccessTokens:
         project = creds.get("project_id") or creds.get("quota_project_id")
         return project if isinstance(project, str) and project else None
 
+    def forget(self) -> None:
+        """The provider refused the cached token (revoked, or the clock was off): mint a new one next time."""
+        self._token, self._expires_at = None, 0.0
+
     async def token(self) -> str:
         if self._static:
             return self._static
