@@ -20,7 +20,7 @@ from gatewayz.billing.admin import (
     UnknownRequest,
     apply_change,
 )
-from gatewayz.billing.money import nanos_to_json, usd_to_nanos
+from gatewayz.billing.money import nanos_to_json, nanos_to_usd, usd_to_nanos
 from gatewayz.billing.store import PURCHASE, NegativeBalance, UnknownUser
 from gatewayz.container import Container
 from gatewayz.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
@@ -55,7 +55,9 @@ class Refund(BaseModel):
 
 
 def _usd(nanos: int) -> str:
-    return f"${nanos_to_json(nanos)}"
+    """Exact dollars for a message: $12, $3.5, $0.000000001."""
+    text = format(nanos_to_usd(nanos), "f")
+    return "$" + (text.rstrip("0").rstrip(".") if "." in text else text)
 
 
 async def _change(c: Container, change: Change, action: str) -> int:
