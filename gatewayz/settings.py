@@ -237,6 +237,14 @@ class CreditsConfig(_Strict):
     hold_ttl_s: int = Field(default=3600, ge=60)
 
 
+class BillingConfig(_Strict):
+    """Caps on admin balance changes (POST /credits/add, /credits/adjust, /refund): the most one change may
+    move, and the most one admin (the admin key, or one user with the admin role) may move in 24 hours."""
+
+    admin_max_transaction_usd: Decimal = Field(default=Decimal("1000"), gt=0, le=1_000_000, decimal_places=9)
+    admin_daily_limit_usd: Decimal = Field(default=Decimal("5000"), gt=0, le=100_000_000, decimal_places=9)
+
+
 class UsageConfig(_Strict):
     # Usage records (GET /user/activity/*, /user/usage/export) older than this many days are deleted by a
     # periodic purge; 0 keeps them forever. The credit ledger is never purged.
@@ -336,6 +344,7 @@ class Settings(_Strict):
     metrics_public: bool = False                # GET /metrics without the admin key (for a private network)
     metrics_dir: Path | None = None             # prometheus multiprocess directory; `serve --workers N` sets it
     credits: CreditsConfig = Field(default_factory=CreditsConfig)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)

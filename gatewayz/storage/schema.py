@@ -107,6 +107,7 @@ credit_transactions = sa.Table(
     # Belt and braces for idempotency: one charge per (user, request id).
     sa.UniqueConstraint("user_id", "request_id", "type"),
     sa.Index(None, "user_id", "created_at"),
+    sa.Index(None, "actor", "created_at"),   # an admin's changes of the last 24 hours (billing.admin caps)
 )
 
 credit_holds = sa.Table(
