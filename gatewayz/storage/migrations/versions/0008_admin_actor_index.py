@@ -1,11 +1,11 @@
 """An index for an admin's ledger changes over the last 24 hours (the per-admin daily cap)
 
-Revision ID: 0008r
+Revision ID: 0008
 Revises: 0007
 """
 from alembic import op
 
-revision = "0008r"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
