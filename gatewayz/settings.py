@@ -234,7 +234,9 @@ class CreditsConfig(_Strict):
     authority: Literal["auto", "memory", "sql"] = "auto"
     low_balance_threshold_usd: Decimal = Decimal("1")
     settle_flush_ms: int = Field(default=20, ge=1, le=5000)
-    hold_ttl_s: int = Field(default=3600, ge=60)
+    # Database holds (several workers) left by a worker that died are released after this long; it must
+    # exceed the longest request (a hold expiring under a live request lets it spend past its hold).
+    hold_ttl_s: int = Field(default=3600, ge=2)
 
 
 class BillingConfig(_Strict):

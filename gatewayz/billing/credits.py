@@ -247,8 +247,10 @@ class SqlAuthority:
                 state = await self._store.funds(user_id)
                 if state is not None and state.period != period:
                     r = await self.reset(user_id)
-                    remaining = await self._store.hold(user_id, request_id, amount, expires,
-                                                       r.period if r else period)
+                    period = r.period if r else period
+                # Tried again even when the period now matches: a concurrent request may have reset the
+                # allowance between the failed hold and the read (refusing then was a spurious 402).
+                remaining = await self._store.hold(user_id, request_id, amount, expires, period)
         except (IntegrityError, DuplicateHold):
             raise duplicate(request_id) from None
         if remaining is None:
@@ -293,9 +295,11 @@ class SqlAuthority:
     async def drain(self) -> None:
         await self._writer.drain()
 
-    async def sweep_forever(self, every_s: float = 60.0) -> None:
+    async def sweep_forever(self, every_s: float | None = None) -> None:
         """Release the holds of requests whose worker died before settling them (they expire after
-        hold_ttl_s), so no balance stays blocked."""
+        hold_ttl_s), so no balance stays blocked. Sweeps every half TTL (at most every minute)."""
+        if every_s is None:
+            every_s = min(60.0, max(1.0, self._ttl.total_seconds() / 2))
         while True:
             await asyncio.sleep(every_s)
             try:
