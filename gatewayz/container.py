@@ -154,6 +154,7 @@ class Container:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.writer.close()
+        await self.stripe.close()
         self.ledger.close()
         await self.revocations.close()
         await self.breakers.close()

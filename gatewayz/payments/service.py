@@ -34,6 +34,7 @@ class StripeService:
         self.store = store
         self.plans = plans
         self._client: stripe.StripeClient | None = None
+        self._http: stripe.AIOHTTPClient | None = None
 
     def client(self) -> stripe.StripeClient:
         if not self.config.enabled:
@@ -43,10 +44,14 @@ class StripeService:
         if self._client is None:
             assert self.config.secret_key is not None
             bases: dict[str, str] = {"api": self.config.api_base} if self.config.api_base else {}
-            self._client = stripe.StripeClient(
-                self.config.secret_key, base_addresses=bases,  # type: ignore[arg-type]
-                http_client=stripe.AIOHTTPClient(timeout=self.config.timeout_s), max_network_retries=1)
+            self._http = stripe.AIOHTTPClient(timeout=self.config.timeout_s)
+            self._client = stripe.StripeClient(self.config.secret_key, base_addresses=bases,  # type: ignore[arg-type]
+                                               http_client=self._http, max_network_retries=1)
         return self._client
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close_async()  # type: ignore[no-untyped-call]
 
     def packages(self) -> dict[str, Any]:
         return {"data": [package_json(p) for p in self.config.credit_packages], "currency": self.config.currency,

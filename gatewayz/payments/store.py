@@ -128,13 +128,15 @@ class PaymentStore:
 
     @staticmethod
     async def settle(conn: AsyncConnection, payment_id: int, payment_intent_id: str | None) -> Settled | None:
-        """Mark a pending payment succeeded and credit a credit package as a `purchase`; None when it was
+        """Mark a pending (or failed) payment succeeded and credit a credit package as a `purchase`; None when it was
         settled before (by another of the events that report the same payment)."""
         p = stripe_payments.c
         values: dict[str, Any] = {"status": "succeeded", "updated_at": _now()}
         if payment_intent_id:
             values["payment_intent_id"] = payment_intent_id
-        row = (await conn.execute(stripe_payments.update().where(p.id == payment_id, p.status == "pending")
+        # A declined attempt (failed) may be followed by a successful one on the same payment intent.
+        row = (await conn.execute(stripe_payments.update().where(p.id == payment_id,
+                                                                 p.status.in_(("pending", "failed")))
                                   .values(**values)
                                   .returning(p.user_id, p.kind, p.credit_nanos, p.amount_cents, p.package_id))).first()
         if row is None:
@@ -147,6 +149,14 @@ class PaymentStore:
             await credit(conn, user_id, nanos, PURCHASE, actor="stripe", request_id=f"stripe_payment:{payment_id}",
                          description=f"Stripe purchase of credit package {package}")
         return Settled(payment_id, user_id, kind, nanos, cents)
+
+    @staticmethod
+    async def close_pending(conn: AsyncConnection, payment_id: int, status: str) -> bool:
+        """A session that expired, or a payment that failed, before any success was recorded."""
+        p = stripe_payments.c
+        res = await conn.execute(stripe_payments.update().where(p.id == payment_id, p.status == "pending")
+                                 .values(status=status, updated_at=_now()))
+        return res.rowcount == 1
 
     @staticmethod
     async def refund(conn: AsyncConnection, payment: dict[str, Any], refunded_cents: int) -> Refunded | None:

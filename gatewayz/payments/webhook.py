@@ -33,6 +33,7 @@ from gatewayz.referrals.service import ReferralService
 
 log = logging.getLogger("gatewayz.payments")
 SETTLING = ("checkout.session.completed", "payment_intent.succeeded", "charge.succeeded")
+CLOSING = {"checkout.session.expired": "expired", "payment_intent.payment_failed": "failed"}
 SUBSCRIPTION = ("customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted")
 
 
@@ -82,6 +83,8 @@ class Webhooks:
             return await self._settle(event_id, event_type, obj)
         if event_type == "charge.refunded":
             return await self._refund(event_id, event_type, obj)
+        if event_type in CLOSING:
+            return await self._close(event_id, event_type, obj)
         if event_type in SUBSCRIPTION or event_type == "invoice.paid":
             if not await self.store.claim(event_id, event_type):
                 return {"handled": False, "duplicate": True}
@@ -124,6 +127,17 @@ class Webhooks:
                    "metadata": meta}
             out.update(await self.service.apply_subscription(sub))
         return out
+
+    async def _close(self, event_id: str, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj.get("metadata") or {}
+
+        async def effect(conn: AsyncConnection) -> bool:
+            row = await self.store.find(conn, payment_id=_int(meta.get("payment_id")),
+                                        session_id=obj.get("id") if event_type.startswith("checkout") else None)
+            return row is not None and await self.store.close_pending(conn, int(row["id"]), CLOSING[event_type])
+
+        applied, done = await self.store.once(event_id, event_type, effect)
+        return {"handled": bool(done)} if applied else {"handled": False, "duplicate": True}
 
     async def _refund(self, event_id: str, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
         refunded = _int(obj.get("amount_refunded")) or 0

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from gatewayz.settings import StripeConfig
+from gatewayz.settings import StripeConfig, load_settings
 from gatewayz.storage.schema import credit_transactions, stripe_payments, users
 from tests.conftest import GatewayFactory
 from tests.e2e.stripe_stub import SECRET_KEY, WEBHOOK_SECRET, StripeStub, event, sign
@@ -281,6 +281,28 @@ def test_payments_pagination(gw: GatewayServer) -> None:
     last = httpx.get(gw.url + "/api/stripe/payments?limit=2&offset=4", headers=auth(u)).json()
     assert [p["id"] for p in last["data"]] == [ids[0]] and last["has_more"] is False
     assert httpx.get(gw.url + "/api/stripe/payments?limit=0", headers=auth(u)).status_code == 400
+    # An abandoned session expires, a declined attempt fails; a later successful attempt still credits once.
+    s = checkout(gw, other)
+    expired = {"id": s["id"], "object": "checkout.session", "metadata": {"payment_id": str(s["payment_id"])}}
+    assert deliver(gw, event("checkout.session.expired", expired)).json()["handled"] is True
+    failed = {"id": "pi_f", "object": "payment_intent", "metadata": {"payment_id": str(ids[0])}}
+    assert deliver(gw, event("payment_intent.payment_failed", failed)).json()["handled"] is True
+    statuses = [p["status"] for p in httpx.get(gw.url + "/api/stripe/payments", headers=auth(other)).json()["data"]]
+    assert statuses == ["expired", "pending"]
+    assert httpx.get(gw.url + "/api/stripe/payments?offset=4", headers=auth(u)).json()["data"][0]["status"] == "failed"
+    before = balance(gw, u)
+    retried = failed | {"status": "succeeded"}
+    assert deliver(gw, event("payment_intent.succeeded", retried)).json()["credited_nanos"] == TEN_USD
+    assert deliver(gw, event("payment_intent.succeeded", retried)).json()["handled"] is False
+    assert balance(gw, u) == before + TEN_USD
+
+
+def test_settings_from_environment() -> None:
+    """Only settings.py reads the environment: STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET switch Stripe on."""
+    assert load_settings(env={}).stripe.enabled is False
+    assert load_settings(env={"STRIPE_SECRET_KEY": "sk_test_x"}).stripe.enabled is False
+    on = load_settings(env={"STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}).stripe
+    assert on.enabled and on.secret_key == "sk_test_x" and on.webhook_secret == "whsec_x"
 
 
 def test_referral_bonus_on_first_purchase(gw: GatewayServer) -> None:
