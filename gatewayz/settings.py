@@ -417,6 +417,12 @@ class Settings(_Strict):
         codes = [t.code.lower() for t in self.partner_trials]
         if len(set(codes)) != len(codes):
             raise ValueError("partner_trials: duplicate code (codes are case-insensitive)")
+        unknown = sorted(set(self.stripe.plan_prices) - set(ids))
+        if unknown:
+            raise ValueError(f"stripe.plan_prices: unknown plan {unknown[0]!r}")
+        packages = [p.id for p in self.stripe.credit_packages]
+        if len(set(packages)) != len(packages):
+            raise ValueError("stripe.credit_packages: duplicate package id")
         return self
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from gatewayz.settings import StripeConfig, load_settings
+from gatewayz.settings import ConfigError, StripeConfig, load_settings
 from gatewayz.storage.schema import credit_transactions, stripe_payments, users
 from tests.conftest import GatewayFactory
 from tests.e2e.stripe_stub import SECRET_KEY, WEBHOOK_SECRET, StripeStub, event, sign
@@ -303,6 +303,8 @@ def test_settings_from_environment() -> None:
     assert load_settings(env={"STRIPE_SECRET_KEY": "sk_test_x"}).stripe.enabled is False
     on = load_settings(env={"STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}).stripe
     assert on.enabled and on.secret_key == "sk_test_x" and on.webhook_secret == "whsec_x"
+    with pytest.raises(ConfigError, match="stripe.plan_prices: unknown plan 'gold'"):
+        load_settings(env={}, stripe={"plan_prices": {"gold": "price_1"}})
 
 
 def test_referral_bonus_on_first_purchase(gw: GatewayServer) -> None:
