@@ -191,11 +191,19 @@ class StripeService:
         await self.plans.assign(user_id, plan, actor)
         return {"handled": True, "plan": plan, "changed": True}
 
-    async def renew(self, subscription_id: str, price_id: str | None, cycle: bool) -> dict[str, Any]:
-        """invoice.paid: keep (or assign) the subscription's plan; a renewal (`cycle`) grants the new
-        period's full allowance through the plans service."""
+    async def renew(self, subscription_id: str, price_id: str | None, invoice: dict[str, Any]) -> dict[str, Any]:
+        """invoice.paid: keep (or assign) the subscription's plan; a renewal (`subscription_cycle`) grants the
+        new period's full allowance through the plans service and appears in the payment history (the first
+        invoice is the subscription checkout's payment, already listed)."""
         known = await self.store.by_subscription(subscription_id)
         if known is None:
             return {"handled": False}
         plan = self.plan_of_price(price_id) or known.plan
-        return await self._assign(known.user_id, plan, "stripe", renew=cycle)
+        cycle = invoice.get("billing_reason") == "subscription_cycle"
+        out = await self._assign(known.user_id, plan, "stripe", renew=cycle)
+        if cycle:
+            paid = invoice.get("amount_paid")
+            await self.store.create(known.user_id, "subscription", paid if isinstance(paid, int) else 0, 0,
+                                    str(invoice.get("currency") or self.config.currency), plan=plan,
+                                    status="succeeded")
+        return out

@@ -56,12 +56,12 @@ class PaymentStore:
         self._engine = engine
 
     async def create(self, user_id: int, kind: str, amount_cents: int, credit_nanos: int, currency: str, *,
-                     package_id: str | None = None, plan: str | None = None) -> int:
+                     package_id: str | None = None, plan: str | None = None, status: str = "pending") -> int:
         now = _now()
         async with self._engine.begin() as conn:
             res = await conn.execute(stripe_payments.insert().values(
                 user_id=user_id, kind=kind, package_id=package_id, plan=plan, amount_cents=amount_cents,
-                credit_nanos=credit_nanos, currency=currency, status="pending", created_at=now, updated_at=now)
+                credit_nanos=credit_nanos, currency=currency, status=status, created_at=now, updated_at=now)
                 .returning(stripe_payments.c.id))
             return int(res.scalar_one())
 

@@ -170,4 +170,4 @@ class Webhooks:
         lines = ((obj.get("lines") or {}).get("data")) or [{}]
         price = lines[0].get("price") or ((lines[0].get("pricing") or {}).get("price_details") or {})
         price_id = price.get("id") or price.get("price") if isinstance(price, dict) else None
-        return await self.service.renew(sub, price_id, obj.get("billing_reason") == "subscription_cycle")
+        return await self.service.renew(sub, price_id, obj)

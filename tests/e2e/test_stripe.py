@@ -237,9 +237,15 @@ def test_subscriptions(gw: GatewayServer, stub: StripeStub) -> None:
     gw.run(spend())
     gw.container.credits.credited(u["id"], 0)
     invoice = {"id": "in_1", "object": "invoice", "subscription": "sub_1", "billing_reason": "subscription_cycle",
-               "amount_paid": 5000, "lines": {"data": [{"price": {"id": "price_pro"}}]}}
+               "amount_paid": 5000, "currency": "usd", "lines": {"data": [{"price": {"id": "price_pro"}}]}}
     assert deliver(gw, event("invoice.paid", invoice)).json()["changed"] is True
     assert plan_of(gw, u)["allowance_nanos"] == 50 * 10**9
+    history = httpx.get(gw.url + "/api/stripe/payments", headers=auth(u)).json()
+    assert history["total"] == 2 and history["data"][0] | {"created_at": 0, "updated_at": 0, "id": 0} == {
+        "id": 0, "kind": "subscription", "package_id": None, "plan": "pro", "amount_usd": 50.0, "currency": "usd",
+        "credits": 0, "credit_usd": 0.0, "status": "succeeded", "refunded_usd": 0.0, "checkout_session_id": None,
+        "created_at": 0, "updated_at": 0}
+    assert history["data"][1]["status"] == "succeeded" and history["data"][1]["plan"] == "starter"
 
     # Stripe-side change (dashboard): the updated event moves the plan.
     changed = stub.subscription("sub_1", "price_starter", u["id"])
