@@ -32,6 +32,7 @@ from gatewayz.health.routes import router as health_router
 from gatewayz.media.routes import router as media_router
 from gatewayz.monitoring.routes import router as monitoring_router
 from gatewayz.observability.routes import router as metrics_router
+from gatewayz.payments.routes import router as stripe_router
 from gatewayz.plans.routes import router as plans_router
 from gatewayz.referrals.routes import router as referrals_router
 from gatewayz.routing.routes import router as routing_router
@@ -105,7 +106,7 @@ def create_app(settings: Settings) -> Gateway:
         monitoring_router,
         accounts_router,
         roles_router,
-        plans_router,
+        plans_router, stripe_router,
     )
     for router in routers:
         app.include_router(router)

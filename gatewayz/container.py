@@ -27,6 +27,9 @@ from gatewayz.keys.store import KeyStore
 from gatewayz.limits.limiter import MemoryLimiter
 from gatewayz.limits.store_redis import RedisLimiter
 from gatewayz.observability.metrics import Metrics
+from gatewayz.payments.service import StripeService
+from gatewayz.payments.store import PaymentStore
+from gatewayz.payments.webhook import Webhooks
 from gatewayz.pipeline.dispatch import Dispatcher
 from gatewayz.pipeline.limit import RateLimits
 from gatewayz.plans.book import PlanBook
@@ -78,6 +81,8 @@ class Container:
         self.low_balance_nanos = usd_to_nanos(settings.credits.low_balance_threshold_usd)
         self.coupons = CouponService(CouponStore(self.db), self.credits, self.audit, settings.coupons)
         self.referrals = ReferralService(ReferralStore(self.db), self.credits, self.audit, settings.referrals)
+        self.stripe = StripeService(settings.stripe, PaymentStore(self.db), self.plans)
+        self.stripe_webhooks = Webhooks(self.stripe, self.stripe.store, self.credits, self.referrals)
         self.providers: dict[str, ProviderSpec] = builtin_specs(settings)
         self.providers.update({p.name: spec_from_config(p) for p in settings.providers})
         self.adapters: dict[str, Adapter] = {name: make_adapter(spec) for name, spec in self.providers.items()}
@@ -149,6 +154,7 @@ class Container:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.writer.close()
+        await self.stripe.close()
         self.ledger.close()
         await self.revocations.close()
         await self.breakers.close()

@@ -254,3 +254,46 @@ sessions = sa.Table(
     sa.Column("expires_at", Timestamp, nullable=False, index=True),
     sa.Column("last_used_at", Timestamp, nullable=False),
 )
+
+# Stripe: one row per Checkout Session (credits or a subscription); credited once, whichever event comes first.
+stripe_payments = sa.Table(
+    "stripe_payments", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),            # credits | subscription
+    sa.Column("package_id", sa.String(40), nullable=True),
+    sa.Column("plan", sa.String(32), nullable=True),
+    sa.Column("amount_cents", sa.BigInteger(), nullable=False),
+    sa.Column("credit_nanos", Money, nullable=False),
+    sa.Column("currency", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),          # pending | succeeded | refunded | ... | failed
+    sa.Column("session_id", sa.String(255), nullable=True),
+    sa.Column("payment_intent_id", sa.String(255), nullable=True),
+    sa.Column("refunded_cents", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("refund_shortfall_nanos", Money, nullable=False, server_default="0"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("session_id"),
+    sa.Index(None, "user_id", "id"),
+    sa.Index(None, "payment_intent_id"),
+)
+
+# Stripe events applied: the id is inserted in the same transaction as the event's effect (replays do nothing).
+stripe_events = sa.Table(
+    "stripe_events", metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+# Each user's Stripe subscription (the latest one), to upgrade, downgrade or cancel it.
+stripe_subscriptions = sa.Table(
+    "stripe_subscriptions", metadata,
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("subscription_id", sa.String(255), nullable=False),
+    sa.Column("customer_id", sa.String(255), nullable=True),
+    sa.Column("plan", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("subscription_id"),
+)
