@@ -66,21 +66,23 @@ def models_of(catalog: Catalog, target: str) -> list[str]:
                   if any(r.provider == provider and (not upstream or r.upstream_model == upstream) for r in e.routes))
 
 
-async def affected_requests(store: IncidentStore, models: list[str], start: datetime, end: datetime) -> dict[str, Any]:
-    """Requests to those models in [start, end) from the usage records: failed, or served after a failover."""
+async def failovers(store: IncidentStore, models: list[str], start: datetime, end: datetime) -> tuple[int, int]:
+    """Requests to those models in [start, end) in the usage records (requests that reached a provider), and
+    how many of them were served only after a failover."""
     where = [U.c.model.in_(models), U.c.created_at >= start, U.c.created_at < end]
-    q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((U.c.status >= 400, 1), else_=0)), 0),
+    q = sa.select(sa.func.count(),
                   sa.func.coalesce(sa.func.sum(sa.case((sa.and_(U.c.status < 400, U.c.attempts > 1), 1), else_=0)), 0))
     async with reading(store.engine) as conn:
-        total, failed, failed_over = (await conn.execute(q.where(*where))).one()
-    return {"requests": int(total), "failed": int(failed), "served_after_failover": int(failed_over),
-            "affected": int(failed) + int(failed_over)}
+        total, failed_over = (await conn.execute(q.where(*where))).one()
+    return int(total), int(failed_over)
 
 
 async def analysis(store: IncidentStore, errors: ErrorStore, catalog: Catalog, incident: dict[str, Any],
                    lead_s: float, samples: int) -> dict[str, Any]:
     """The incident's window runs from `lead_s` before it opened (when the failures that opened it happened)
-    to its resolution (or now)."""
+    to its resolution (or now). Affected requests: those that failed with a critical error (from the error
+    monitor: also the requests refused because every provider was out) and those served only after a
+    failover (from the usage records)."""
     now = datetime.now(UTC)
     start = incident["opened_at"] - timedelta(seconds=lead_s)
     end = incident["resolved_at"] or now
@@ -91,12 +93,15 @@ async def analysis(store: IncidentStore, errors: ErrorStore, catalog: Catalog, i
                   "request_id": e["request_id"], "provider": e["provider"], "model": e["model"],
                   "pattern_id": e["pattern_id"]} for e in errs["samples"]]
     timeline.sort(key=lambda t: t["at"])
+    failed = sum(d["count"] for d in errs["type_distribution"] if d["class"] != "client")
+    recorded, failed_over = await failovers(store, models, start, end + timedelta(microseconds=1))
     return {
         "incident": incident, "duration_s": round((end - incident["opened_at"]).total_seconds(), 3),
         "ongoing": incident["resolved_at"] is None,
         "window": {"start": start, "end": end, "lead_s": lead_s}, "models": models,
         "errors": {"total": errs["errors"], "type_distribution": errs["type_distribution"],
                    "patterns": errs["patterns"], "samples_shown": len(errs["samples"])},
-        "affected_requests": await affected_requests(store, models, start, end + timedelta(microseconds=1)),
+        "affected_requests": {"failed": failed, "served_after_failover": failed_over, "affected": failed + failed_over,
+                              "requests_recorded": recorded},
         "timeline": timeline,
     }

@@ -143,7 +143,16 @@ class IncidentTracker:
         self._restart_window(provider)
 
     async def check(self) -> None:
-        """The periodic rules: breakers reset by hand, and error rates."""
+        """The periodic rules: breakers reset by hand, and error rates. Reads the database only when a rule
+        has something to decide."""
+        readings: dict[str, tuple[int, int]] = {}
+        if self.cfg.error_rate:
+            for provider in [k for k in self._stats.keys() if "|" not in k]:
+                attempts, failures = self._window(provider)
+                if attempts >= self.cfg.error_rate_min_requests:
+                    readings[provider] = (attempts, failures)
+        if not readings and not self._seen_open:
+            return
         open_now = await self.store.open_targets()
         for key in sorted(self._seen_open):
             if key in open_now and self._breakers.get(key)["state"] == "closed":
@@ -151,9 +160,8 @@ class IncidentTracker:
                                       "the circuit breaker was reset")
             elif key not in open_now:
                 self._seen_open.discard(key)
-        if self.cfg.error_rate:
-            for provider in [k for k in self._stats.keys() if "|" not in k]:
-                await self._error_rate(provider, open_now.get(provider))
+        for provider, (attempts, failures) in readings.items():
+            await self._error_rate(provider, attempts, failures, open_now.get(provider))
 
     def _counters(self, provider: str) -> tuple[int, int]:
         s = self._stats.get(provider)
@@ -173,10 +181,7 @@ class IncidentTracker:
         base, last = history[0], history[-1]
         return last[1] - base[1], last[2] - base[2]
 
-    async def _error_rate(self, provider: str, open_cause: str | None) -> None:
-        attempts, failures = self._window(provider)
-        if attempts < self.cfg.error_rate_min_requests:
-            return
+    async def _error_rate(self, provider: str, attempts: int, failures: int, open_cause: str | None) -> None:
         rate = failures / attempts
         reading = (f"error rate {rate:.0%}: {failures} of {attempts} attempts failed in the last "
                    f"{self.cfg.error_rate_window_s:g} s (threshold {self.cfg.error_rate_threshold:.0%})")
