@@ -198,3 +198,23 @@ def test_two_gateways_share_patterns_and_a_restart_keeps_them(gateway_factory: G
     assert get(restarted, "/error-monitor/recent")["total"] == 10
     assert get(restarted, "/error-monitor/stats")["by_class"] == {"client": 1, "upstream": 9, "gateway": 0,
                                                                    "exception": 0}
+
+
+def test_failed_media_operations_are_recorded(gateway_factory: GatewayFactory, emu_a: Emulator,
+                                              emu_b: Emulator) -> None:
+    from tests.e2e.test_media import MODELS
+
+    gw = gateway_factory([emu_a, emu_b], models=MODELS, routing=NO_BREAKERS)
+    sdk = openai.OpenAI(base_url=gw.url + "/v1", api_key=gw.create_user("10")["api_key"], max_retries=0, timeout=20)
+    emu_a.push_fault(Fault(status=400, error_message="bad size 1024x7"))
+    with pytest.raises(openai.BadRequestError):
+        sdk.images.generate(model="test/image", prompt="fox")
+    emu_a.set_default_fault(Fault(status=500))
+    emu_b.set_default_fault(Fault(status=500))
+    with pytest.raises(openai.InternalServerError):
+        sdk.embeddings.create(model="test/embed", input="x")
+    rows = get(gw, "/error-monitor/recent")["data"]
+    assert [(r["endpoint"], r["class"], r["status"], r["code"], r["provider"], r["model"]) for r in rows] == [
+        ("embeddings", "upstream", 502, "upstream_error", "emu-b", "test/embed"),
+        ("images.generations", "client", 400, "upstream_client_error", "emu-a", "test/image")]
+    assert rows[1]["message"] == "bad size 1024x7"
