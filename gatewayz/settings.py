@@ -268,6 +268,9 @@ class ErrorMonitorConfig(_Strict):
     recent_per_worker: int = Field(default=500, ge=10, le=100_000)   # the in-memory ring of each worker
     # Events waiting for the database (it is down): beyond this the oldest are dropped, and counted.
     max_buffer: int = Field(default=20_000, ge=100, le=10_000_000)
+    # Rows kept per pattern in each batch written (up to 1,000 events, normally one batch a flush): a flood of
+    # one error (a client retrying a bad key in a loop) is stored as a sample; its pattern counts every one.
+    events_per_pattern_per_batch: int = Field(default=100, ge=1, le=1_000_000)
     # Error events older than this many days are deleted (patterns keep their counts); 0 keeps them forever.
     retention_days: int = Field(default=30, ge=0, le=36500)
 

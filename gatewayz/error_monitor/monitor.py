@@ -33,6 +33,7 @@ class ErrorMonitor:
         self.started_at: datetime | None = None
         self.written = 0
         self.dropped = 0
+        self.sampled_out = 0
         self.failures = 0
         self.last_flush: datetime | None = None
         self.last_failure: str | None = None
@@ -73,7 +74,7 @@ class ErrorMonitor:
             while self._buffer:
                 batch, self._buffer = self._buffer[: self.BATCH], self._buffer[self.BATCH:]
                 try:
-                    await self.store.write(batch)
+                    self.sampled_out += await self.store.write(batch, self.cfg.events_per_pattern_per_batch)
                 except BaseException:
                     self._buffer[:0] = batch
                     raise
@@ -115,7 +116,8 @@ class ErrorMonitor:
         """This worker's monitor (each worker answers for itself)."""
         return {"running": self._task is not None and not self._task.done(), "started_at": self.started_at,
                 "flush_interval_s": self.cfg.flush_interval_s, "buffered": len(self._buffer),
-                "written": self.written, "dropped": self.dropped, "write_failures": self.failures,
+                "written": self.written, "dropped": self.dropped, "sampled_out": self.sampled_out,
+                "write_failures": self.failures,
                 "last_flush_at": self.last_flush, "last_failure": self.last_failure,
                 "recent_kept": len(self.recent), "recent_capacity": self.recent.maxlen,
                 "seen_by_class": dict(self.seen), "retention_days": self.cfg.retention_days}

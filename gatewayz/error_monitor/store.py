@@ -71,12 +71,24 @@ class ErrorStore:
             "reopened": P.c.reopened + sa.case((reopen, 1), else_=0),
         })
 
-    async def write(self, events: Sequence[ErrorEvent]) -> None:
+    async def write(self, events: Sequence[ErrorEvent], per_pattern: int | None = None) -> int:
+        """Insert the events (at most `per_pattern` of each fingerprint, the latest) and add every one of them
+        to its pattern's count. Returns how many events were left out."""
         if not events:
-            return
+            return 0
+        rows = events
+        if per_pattern is not None:
+            kept: dict[str, int] = {}
+            rows = []
+            for e in reversed(events):
+                if kept.get(e.fingerprint, 0) < per_pattern:
+                    kept[e.fingerprint] = kept.get(e.fingerprint, 0) + 1
+                    rows.append(e)
+            rows.reverse()
         async with self._engine.begin() as conn:
-            await conn.execute(E.insert(), [e.row() for e in events])
+            await conn.execute(E.insert(), [e.row() for e in rows])
             await conn.execute(self._upsert(), _patterns_of(events))
+        return len(events) - len(rows)
 
     async def purge(self, cutoff: datetime) -> int:
         async with self._engine.begin() as conn:

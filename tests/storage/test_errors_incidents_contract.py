@@ -158,3 +158,15 @@ async def test_resolution_rules(engine: AsyncEngine) -> None:
                                                    .where(incident_events.c.incident_id == first)
                                                    .order_by(incident_events.c.id))]
     assert kinds == ["breaker", "resolved", "note"]
+
+
+async def test_a_flood_is_sampled_but_counted(engine: AsyncEngine) -> None:
+    store = ErrorStore(engine)
+    flood = [_event(T0 + timedelta(milliseconds=i), f"bad key {i}", status=401, provider=None,
+                    code="invalid_api_key") for i in range(50)]
+    rare = _event(T0, "upstream down")
+    assert await store.write([*flood, rare], per_pattern=5) == 45
+    pats, _ = await store.patterns(10, 0)
+    assert [(p["code"], p["count"]) for p in pats] == [("invalid_api_key", 50), ("upstream_error", 1)]
+    rows, total = await store.recent(100)
+    assert total == 6 and [r["message"] for r in rows[:5]] == [f"bad key {i}" for i in range(49, 44, -1)]
