@@ -40,12 +40,15 @@ async def fresh(c: Container) -> None:
         log.warning("could not write buffered errors before a read: %s", type(exc).__name__)
 
 
-def _window(hours: float = Query(24, gt=0, le=MAX_HOURS), start: datetime | None = Query(None),
+def window_param(default_hours: float) -> Any:
+    """A window dependency: `hours` back from now (or from `end`), or `start` / `end`."""
+    def dep(hours: float = Query(default_hours, gt=0, le=MAX_HOURS), start: datetime | None = Query(None),
             end: datetime | None = Query(None)) -> Window:
-    return window_of(hours, start, end)
+        return window_of(hours, start, end)
+    return Depends(dep)
 
 
-Span = Annotated[Window, Depends(_window)]
+Span = Annotated[Window, window_param(24)]
 
 
 def _from_ring(c: Container, limit: int, critical: bool, filters: dict[str, str | None]) -> dict[str, Any]:

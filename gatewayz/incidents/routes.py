@@ -11,24 +11,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Query
 
 from gatewayz.api.deps import Admin, ContainerDep, Developer, actor_of
 from gatewayz.container import Container
-from gatewayz.error_monitor.routes import fresh
+from gatewayz.error_monitor.routes import Resolution, fresh, window_param
 from gatewayz.errors import Conflict, NotFound
 from gatewayz.incidents.analysis import analysis, statistics
-from gatewayz.monitoring.routes import MAX_HOURS, window_of
 from gatewayz.monitoring.sql import Window
 
 router = APIRouter(prefix="/admin/downtime", tags=["incidents"])
 log = logging.getLogger("gatewayz.incidents")
-
-
-class IncidentResolution(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    note: str = Field(min_length=1, max_length=2000)
 
 
 async def _current(c: Container) -> None:
@@ -44,11 +37,6 @@ async def _incident(c: Container, incident_id: int) -> dict[str, Any]:
     if found is None:
         raise NotFound(f"No incident {incident_id}.", code="incident_not_found")
     return found
-
-
-def _window(hours: float = Query(24 * 7, gt=0, le=MAX_HOURS), start: datetime | None = Query(None),
-            end: datetime | None = Query(None)) -> Window:
-    return window_of(hours, start, end)
 
 
 @router.get("/incidents")
@@ -84,7 +72,7 @@ async def incident_analysis(incident_id: int, _: Developer, c: ContainerDep,
 
 
 @router.post("/incidents/{incident_id}/resolve")
-async def resolve_incident(incident_id: int, body: IncidentResolution, admin: Admin,
+async def resolve_incident(incident_id: int, body: Resolution, admin: Admin,
                            c: ContainerDep) -> dict[str, Any]:
     await _current(c)
     actor = actor_of(admin)
@@ -100,7 +88,7 @@ async def resolve_incident(incident_id: int, body: IncidentResolution, admin: Ad
 
 @router.get("/statistics")
 async def downtime_statistics(_: Developer, c: ContainerDep,
-                              window: Annotated[Window, Depends(_window)]) -> dict[str, Any]:
+                              window: Annotated[Window, window_param(24 * 7)]) -> dict[str, Any]:
     """Over the window (default the last 7 days): incidents, open now, MTTR, and per target the downtime and
     an availability estimate."""
     await _current(c)
