@@ -140,10 +140,10 @@ class Container:
             await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.writer.close()
         await self.error_monitor.close()
-        await self.incidents.close()
         self.ledger.close()
         await self.revocations.close()
         await self.breakers.close()
+        await self.incidents.close()   # after the breakers: their last transitions are recorded
         await self.limits.limiter.close()
         self.metrics.close()
         if self.redis is not None:
