@@ -27,8 +27,10 @@ from gatewayz.billing.routes import router as credits_router
 from gatewayz.catalog.routes import router as models_router
 from gatewayz.container import Container
 from gatewayz.coupons.routes import router as coupons_router
+from gatewayz.error_monitor.routes import router as error_monitor_router
 from gatewayz.errors import GatewayError, InvalidRequest, status_error
 from gatewayz.health.routes import router as health_router
+from gatewayz.incidents.routes import router as incidents_router
 from gatewayz.media.routes import router as media_router
 from gatewayz.monitoring.routes import router as monitoring_router
 from gatewayz.observability.routes import router as metrics_router
@@ -107,6 +109,7 @@ def create_app(settings: Settings) -> Gateway:
         accounts_router,
         roles_router,
         plans_router, stripe_router,
+        error_monitor_router, incidents_router,
     )
     for router in routers:
         app.include_router(router)
@@ -130,7 +133,9 @@ class Gateway:
         self._hot_paths: dict[str, str] = {}
         for method, path in hot:
             self._hot_paths[path] = ", ".join(filter(None, [self._hot_paths.get(path), method]))
-        self._entry = RequestIdMiddleware(self._route, api.state.container.metrics.http_request)
+        container = api.state.container
+        self._entry = RequestIdMiddleware(self._route, container.metrics.http_request,
+                                          container.error_monitor.exception)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

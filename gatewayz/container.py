@@ -20,6 +20,10 @@ from gatewayz.catalog.builtin import builtin_models
 from gatewayz.catalog.service import Catalog
 from gatewayz.coupons.service import CouponService
 from gatewayz.coupons.store import CouponStore
+from gatewayz.error_monitor.monitor import ErrorMonitor
+from gatewayz.error_monitor.store import ErrorStore
+from gatewayz.incidents.store import IncidentStore
+from gatewayz.incidents.tracker import IncidentTracker
 from gatewayz.keys.crypto import KeyCipher, load_or_create_master_key
 from gatewayz.keys.revocations import RevocationBus
 from gatewayz.keys.service import KeyService
@@ -97,6 +101,9 @@ class Container:
         self.breakers = RedisBreakers(policy, self.redis) if self.redis is not None else MemoryBreakers(policy)
         self.breakers.on_transition = self.metrics.breaker_transition
         self.provider_stats = ProviderStats(r.ewma_alpha)
+        self.error_monitor = ErrorMonitor(ErrorStore(self.db), settings.errors)
+        self.incidents = IncidentTracker(IncidentStore(self.db), settings.incidents, self.breakers, self.provider_stats)
+        self.incidents.watch(self.breakers)
         self.planner = Planner(self.providers, self.breakers, self.provider_stats)
         limiter = RedisLimiter(self.redis) if self.redis is not None else MemoryLimiter()
         self.limits = RateLimits(settings.limits, limiter, book.user_limits)
@@ -132,6 +139,8 @@ class Container:
                                    self.settings.routing.retry_429_max_wait_s)
         self.keys.start()
         self.retention.start()
+        self.error_monitor.start()
+        self.incidents.start()
         if isinstance(self.breakers, RedisBreakers):
             self.breakers.start()
         if self.settings.routing.probes.enabled:
@@ -155,9 +164,11 @@ class Container:
             await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.writer.close()
         await self.stripe.close()
+        await self.error_monitor.close()
         self.ledger.close()
         await self.revocations.close()
         await self.breakers.close()
+        await self.incidents.close()   # after the breakers: their last transitions are recorded
         await self.limits.limiter.close()
         self.metrics.close()
         if self.redis is not None:

@@ -364,6 +364,34 @@ def default_plans() -> list[PlanConfig]:
     ]
 
 
+class ErrorMonitorConfig(_Strict):
+    """Failed inference requests and unexpected exceptions (GET /error-monitor/*): kept in a ring per worker
+    and written to the database in batches by a background task, never on the request's path."""
+
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+    recent_per_worker: int = Field(default=500, ge=10, le=100_000)   # the in-memory ring of each worker
+    # Events waiting for the database (it is down): beyond this the oldest are dropped, and counted.
+    max_buffer: int = Field(default=20_000, ge=100, le=10_000_000)
+    # Rows kept per pattern in each batch written (up to 1,000 events, normally one batch a flush): a flood of
+    # one error (a client retrying a bad key in a loop) is stored as a sample; its pattern counts every one.
+    events_per_pattern_per_batch: int = Field(default=100, ge=1, le=1_000_000)
+    # Error events older than this many days are deleted (patterns keep their counts); 0 keeps them forever.
+    retention_days: int = Field(default=30, ge=0, le=36500)
+
+
+class IncidentsConfig(_Strict):
+    """Downtime incidents (GET /admin/downtime/*). A circuit breaker opening opens one for its provider (or
+    provider + model); its closing resolves it. The error-rate rule opens one for a provider whose attempts
+    failed at `error_rate_threshold` or more over `error_rate_window_s` (at least `error_rate_min_requests`
+    attempts seen by one worker), and resolves it when the rate falls below the threshold again."""
+
+    check_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    error_rate: bool = True
+    error_rate_threshold: float = Field(default=0.5, gt=0, le=1)
+    error_rate_min_requests: int = Field(default=10, ge=1)
+    error_rate_window_s: float = Field(default=300.0, gt=0, le=86400)
+
+
 class Settings(_Strict):
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
@@ -388,6 +416,8 @@ class Settings(_Strict):
     referrals: ReferralsConfig = Field(default_factory=ReferralsConfig)
     stripe: StripeConfig = Field(default_factory=StripeConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    errors: ErrorMonitorConfig = Field(default_factory=ErrorMonitorConfig)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     # The bundled catalog: every model the enabled built-in providers serve, priced (see README).
     builtin_catalog: bool = True
     # Keys and URLs of built-in providers found in the environment (OPENAI_API_KEY, GROQ_API_KEY, ...).
