@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from gatewayz.api.asgi import Message, Receive, Scope, Send, send_error
 from gatewayz.errors import GatewayError, InvalidRequest
+from gatewayz.observability.tracing import trace_of
 
 log = logging.getLogger("gatewayz.http")
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
@@ -31,14 +32,17 @@ new_request_id = _RequestIds()
 
 
 Observe = Callable[[str, str, int, float], None]  # route template, method, status, seconds
+Report = Callable[[BaseException, str, "str | None"], None]  # exception, request id, trace id
 
 
 class RequestIdMiddleware:
-    """Also reports every HTTP exchange (route template, method, status, duration) to `observe`."""
+    """Also reports every HTTP exchange (route template, method, status, duration) to `observe`, and every
+    unexpected exception to `report` (Sentry, when configured)."""
 
-    def __init__(self, app: object, observe: Observe | None = None) -> None:
+    def __init__(self, app: object, observe: Observe | None = None, report: Report | None = None) -> None:
         self.app = app
         self.observe = observe
+        self.report = report
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,8 +65,10 @@ class RequestIdMiddleware:
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)  # type: ignore[operator]
-        except Exception:
+        except Exception as exc:
             log.exception("unhandled error in request %s", rid)
+            if self.report is not None:
+                self.report(exc, rid, trace_of(scope).trace_id)
             if not send_with_id.started:
                 await send_error(send_with_id, GatewayError("Internal error; quote the X-Request-ID if you "
                                                             "report it."))
