@@ -51,7 +51,7 @@ class Sentry:
         self.traces_sample_rate = traces_sample_rate
         sentry_sdk.init(dsn=dsn, environment=environment, release=f"gatewayz@{__version__}",
                         traces_sample_rate=traces_sample_rate or None,
-                        default_integrations=False, auto_enabling_integrations=False, send_default_pii=False,
+                        default_integrations=False, auto_enabling_integrations=False,
                         include_local_variables=False, max_request_body_size="never", auto_session_tracking=False,
                         send_client_reports=False, before_send=cast(Any, scrub),
                         before_send_transaction=cast(Any, scrub))

@@ -14,7 +14,7 @@ import pytest
 
 from gatewayz.observability.logging import JsonFormatter
 from tests.conftest import GatewayFactory
-from tests.emulator import Emulator, Fault
+from tests.emulator import Emulator
 from tests.gateway_server import GatewayServer
 
 CLIENT_SIDE = ("httpx", "httpcore", "openai", "anthropic")  # the test's own HTTP clients, not the gateway
@@ -67,7 +67,8 @@ def _exercise(gw: GatewayServer, key: str, marker: str) -> list[httpx.Response]:
                c.post(chat, content=f'{{"model": "test/echo", "messages": "{marker}"'.encode(), headers=auth),
                c.post(chat, json=body(), headers={"Authorization": f"Bearer {key}x"}),
                c.post(gw.url + "/v1/messages", json={"model": "test/echo", "max_tokens": 50, "messages": [
-                   {"role": "user", "content": marker}]}, headers={"x-api-key": key, "anthropic-version": "2023-06-01"})]
+                   {"role": "user", "content": marker}]}, headers={"x-api-key": key,
+                                                                   "anthropic-version": "2023-06-01"})]
     gw.drain()
     return out
 
