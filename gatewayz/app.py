@@ -52,7 +52,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 def create_app(settings: Settings) -> Gateway:
-    container = Container(settings)
+    container = Container(settings, serving=True)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

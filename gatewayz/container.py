@@ -51,7 +51,8 @@ log = logging.getLogger("gatewayz")
 
 
 class Container:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, serving: bool = False) -> None:
+        """`serving`: the app's container, which also sets up tracing and Sentry (a CLI command's does not)."""
         self.settings = settings
         self.db = create_engine(settings.database_url)
         master, created = load_or_create_master_key(settings.encryption_key, settings.data_dir)
@@ -82,8 +83,8 @@ class Container:
             models += builtin_models(set(self.providers), taken)
         self.catalog = Catalog(models)
         self.metrics = Metrics(str(settings.metrics_dir) if settings.metrics_dir else None)
-        self.tracing = make_tracing(settings.tracing)
-        self.sentry = make_sentry(settings)
+        self.tracing = make_tracing(settings.tracing) if serving else None
+        self.sentry = make_sentry(settings) if serving else None
         r = settings.routing
         policy = BreakerPolicy(r.breaker.failure_threshold, r.breaker.cooldown_s, r.breaker.half_open_successes)
         self.breakers = RedisBreakers(policy, self.redis) if self.redis is not None else MemoryBreakers(policy)
