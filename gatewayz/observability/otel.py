@@ -40,10 +40,10 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gatewayz import __version__
-from gatewayz.observability.tracing import AttrValue
+from gatewayz.observability.tracing import AttrValue, InferenceMiddleware, ResponseWatch
 
 if TYPE_CHECKING:
-    from gatewayz.api.asgi import Endpoint, Message, Receive, Scope, Send
+    from gatewayz.api.asgi import Endpoint, Receive, Scope, Send
     from gatewayz.pipeline.context import RequestContext
     from gatewayz.settings import TracingConfig
 
@@ -122,7 +122,7 @@ class Tracing:
 
     def wrap(self, app: Endpoint, paths: Collection[str]) -> TracedApp:
         """The ASGI app with a trace around every request to one of `paths` (the inference routes)."""
-        return TracedApp(app, self, frozenset(paths))
+        return TracedApp(app, self, paths)
 
     def inject(self, headers: dict[str, str]) -> dict[str, str]:
         """A copy of an upstream request's headers with the current span's `traceparent` (and `tracestate`)."""
@@ -151,19 +151,15 @@ class Tracing:
                 "last_export_at": _iso(e.last_export), "last_failure_at": _iso(e.last_failure)}
 
 
-class TracedApp:
+class TracedApp(InferenceMiddleware):
     """Opens the server span of each inference request, makes it current while the request runs, hands it
     to the endpoint in scope["gw.trace"] and returns its `traceparent` on the response."""
 
-    def __init__(self, app: Endpoint, tracing: Tracing, paths: frozenset[str]) -> None:
-        self.app = app
+    def __init__(self, app: Endpoint, tracing: Tracing, paths: Collection[str]) -> None:
+        super().__init__(app, paths)
         self.tracing = tracing
-        self.paths = paths
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
-            await self.app(scope, receive, send)
-            return
+    async def observe(self, scope: Scope, receive: Receive, send: Send) -> None:
         t = self.tracing
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
                    if k in (b"traceparent", b"tracestate")}
@@ -174,29 +170,19 @@ class TracedApp:
                                                "url.scheme": scope.get("scheme", "http")})
         current = set_span_in_context(span, parent)
         token = otel_context.attach(current)
-        trace = RequestTrace(t.tracer, span)
-        scope["gw.trace"] = trace
+        scope["gw.trace"] = RequestTrace(t.tracer, span)
         returned: dict[str, str] = {}
         t.propagator.inject(returned, current)
-        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in returned.items()]
-        status = 500
-
-        async def traced_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
-
+        watch = ResponseWatch(send, [(k.encode("latin-1"), v.encode("latin-1")) for k, v in returned.items()])
         try:
-            await self.app(scope, receive, traced_send)
+            await self.app(scope, receive, watch)
         except BaseException as exc:
             span.set_attribute("error.type", type(exc).__name__)
             raise
         finally:
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
+            span.set_attribute("http.response.status_code", watch.status)
+            if watch.status >= 500:
+                span.set_status(Status(StatusCode.ERROR, f"HTTP {watch.status}"))
             request_id = scope.get("gw.request_id")
             if request_id:
                 span.set_attribute("gatewayz.request_id", request_id)

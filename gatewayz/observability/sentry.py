@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from gatewayz import __version__
 from gatewayz.observability.logging import mask_secrets
+from gatewayz.observability.tracing import InferenceMiddleware, ResponseWatch
 from gatewayz.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
-    from gatewayz.api.asgi import Endpoint, Message, Receive, Scope, Send
+    from gatewayz.api.asgi import Endpoint, Receive, Scope, Send
 
 _REQUEST_KEEP = ("url", "method")
 
@@ -69,7 +70,7 @@ class Sentry:
         """With a traces sample rate: a transaction around every request to one of `paths`."""
         if not self.traces_sample_rate:
             return app
-        return Transactions(app, self._sdk, frozenset(paths))
+        return Transactions(app, self._sdk, paths)
 
     def flush(self, timeout_s: float = 5.0) -> None:
         self._client.flush(timeout=timeout_s)
@@ -84,30 +85,21 @@ class Sentry:
         return {"enabled": True, "environment": self.environment, "traces_sample_rate": self.traces_sample_rate}
 
 
-class Transactions:
+class Transactions(InferenceMiddleware):
     """One Sentry transaction per inference request, in its own scope, tagged with the request id."""
 
-    def __init__(self, app: Endpoint, sdk: Any, paths: frozenset[str]) -> None:
-        self.app, self.sdk, self.paths = app, sdk, paths
+    def __init__(self, app: Endpoint, sdk: Any, paths: Collection[str]) -> None:
+        super().__init__(app, paths)
+        self.sdk = sdk
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def observed(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+    async def observe(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = ResponseWatch(send)
         with self.sdk.isolation_scope(), self.sdk.start_transaction(
                 op="http.server", name=f"{scope['method']} {scope['path']}", source="route") as transaction:
             try:
-                await self.app(scope, receive, observed)
+                await self.app(scope, receive, watch)
             finally:
-                transaction.set_http_status(status)
+                transaction.set_http_status(watch.status)
                 if scope.get("gw.request_id"):
                     transaction.set_tag("request_id", scope["gw.request_id"])
 

@@ -8,12 +8,14 @@ upstream attempt. OpenTelemetry is imported only then (the `otel` extra), in obs
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gatewayz.settings import ConfigError
 
 if TYPE_CHECKING:
+    from gatewayz.api.asgi import Endpoint, Message, Receive, Scope, Send
     from gatewayz.observability.otel import Tracing
     from gatewayz.pipeline.context import RequestContext
     from gatewayz.settings import TracingConfig
@@ -93,6 +95,42 @@ def trace_of(scope: Any) -> Trace:
     """The trace the tracing middleware opened for this request (NO_TRACE when tracing is off)."""
     trace: Trace = scope.get("gw.trace", NO_TRACE)
     return trace
+
+
+class InferenceMiddleware:
+    """Base of the tracing and Sentry-transaction middlewares: `observe` sees the requests to the inference
+    paths, everything else passes straight through."""
+
+    def __init__(self, app: Endpoint, paths: Collection[str]) -> None:
+        self.app = app
+        self.paths = frozenset(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        await self.observe(scope, receive, send)
+
+    async def observe(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class ResponseWatch:
+    """A `send` that remembers the response status (500 until one is sent) and adds `headers` to it."""
+
+    __slots__ = ("_send", "_headers", "status")
+
+    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self._send = send
+        self._headers = headers
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            if self._headers:
+                message["headers"] = [*message.get("headers", ()), *self._headers]
+        await self._send(message)
 
 
 class TracingUnavailable(ConfigError):
