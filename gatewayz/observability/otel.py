@@ -40,7 +40,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gatewayz import __version__
-from gatewayz.observability.tracing import AttrValue, InferenceMiddleware, ResponseWatch
+from gatewayz.observability.tracing import NO_TRACE, AttrValue, InferenceMiddleware, ResponseWatch
 
 if TYPE_CHECKING:
     from gatewayz.api.asgi import Endpoint, Receive, Scope, Send
@@ -170,7 +170,8 @@ class TracedApp(InferenceMiddleware):
                                                "url.scheme": scope.get("scheme", "http")})
         current = set_span_in_context(span, parent)
         token = otel_context.attach(current)
-        scope["gw.trace"] = RequestTrace(t.tracer, span)
+        # An unsampled request keeps its context (propagated, not sampled downstream either) but opens no spans.
+        scope["gw.trace"] = RequestTrace(t.tracer, span) if span.is_recording() else NO_TRACE
         returned: dict[str, str] = {}
         t.propagator.inject(returned, current)
         watch = ResponseWatch(send, [(k.encode("latin-1"), v.encode("latin-1")) for k, v in returned.items()])
@@ -198,8 +199,7 @@ class RequestTrace:
     def __init__(self, tracer: Tracer, root: Span) -> None:
         self._tracer = tracer
         self.root = root
-        sc = root.get_span_context()
-        self.trace_id = format_trace_id(sc.trace_id) if sc.trace_flags.sampled else None
+        self.trace_id = format_trace_id(root.get_span_context().trace_id)
 
     def stage(self, name: str, ctx: RequestContext) -> StageSpan:
         return StageSpan(self._tracer, name, SpanKind.INTERNAL, None, ctx, DESCRIBE.get(name))
@@ -233,13 +233,14 @@ class StageSpan:
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         span = self._span
         try:
-            attributes = self._describe(self._ctx) if self._describe is not None else {}
+            recording = span.is_recording()
+            attributes = self._describe(self._ctx) if self._describe is not None and recording else {}
             if ev is not None:
                 attributes["error.type"] = str(getattr(ev, "kind", None) or getattr(ev, "code", None)
                                                or type(ev).__name__)
-            if attributes:
+            if attributes and recording:
                 span.set_attributes(attributes)
-            if "error.type" in attributes:
+            if "error.type" in attributes and recording:
                 span.set_status(Status(StatusCode.ERROR, attributes["error.type"]))
         finally:
             otel_context.detach(self._token)

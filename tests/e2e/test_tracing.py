@@ -195,6 +195,22 @@ def test_the_clients_trace_is_continued(traced: tuple[GatewayServer, InMemorySpa
     assert r.status_code == 200 and trace_of(r.headers["traceparent"])[0] not in (PARENT_TRACE, "0" * 32)
 
 
+def test_a_trace_the_client_did_not_sample_is_propagated_but_not_recorded(
+        traced: tuple[GatewayServer, InMemorySpanExporter], emu_a: Emulator) -> None:
+    gw, exporter = traced
+    user = gw.create_user("10")
+    r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "test/echo", "messages": HELLO}, timeout=20,
+                   headers={"Authorization": f"Bearer {user['api_key']}",
+                            "traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-00"})
+    assert r.status_code == 200
+    version, trace_id, _, flags = r.headers["traceparent"].split("-")
+    assert (trace_id, int(flags, 16) & 1) == (PARENT_TRACE, 0)
+    version, trace_id, _, flags = emu_a.requests[-1].headers["traceparent"].split("-")
+    assert (trace_id, int(flags, 16) & 1) == (PARENT_TRACE, 0)  # the provider is told not to sample either
+    time.sleep(0.2)
+    assert spans_of(exporter, PARENT_TRACE, timeout=0) == []
+
+
 def test_failover_and_a_429_retry_are_separate_attempt_spans(traced: tuple[GatewayServer, InMemorySpanExporter],
                                                               emu_a: Emulator, emu_b: Emulator) -> None:
     gw, exporter = traced
