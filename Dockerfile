@@ -3,7 +3,7 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gatewayz ./gatewayz
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install ".[otel,sentry]"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 gatewayz

@@ -58,7 +58,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 def create_app(settings: Settings) -> Gateway:
-    container = Container(settings)
+    container = Container(settings, serving=True)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,8 +86,8 @@ def create_app(settings: Settings) -> Gateway:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
-        # Logged with its trace by RequestIdMiddleware (the exception is re-raised to it); the client only
-        # ever sees this body.
+        # Logged with its trace, and reported to Sentry when configured, by RequestIdMiddleware (the exception
+        # is re-raised to it); the client only ever sees this body.
         return _error_response(GatewayError("Internal error; quote the X-Request-ID if you report it."))
 
     @app.exception_handler(StarletteHTTPException)
@@ -118,24 +118,32 @@ def create_app(settings: Settings) -> Gateway:
         ("POST", "/v1/chat/completions"): chat, ("POST", "/chat/completions"): chat,
         ("POST", "/v1/messages"): Messages(container), ("POST", "/v1/messages/count_tokens"): CountTokens(container),
         ("POST", "/v1/responses"): Responses(container), ("POST", "/v1/completions"): Completions(container)}
-    return Gateway(app, hot)
+    inference = {path for _, path in hot} | {getattr(r, "path", "") for r in media_router.routes}
+    return Gateway(app, hot, inference)
 
 
 class Gateway:
     """The ASGI entry point. Inference routes go straight to their endpoints; everything else (and the
     lifespan) goes through FastAPI. FastAPI's middleware stack costs more per request than the whole
-    auth + credit path, so the hot routes skip it; the request-id middleware wraps both."""
+    auth + credit path, so the hot routes skip it; the request-id middleware wraps both. With tracing on,
+    the tracing middleware wraps it all (a trace per request to one of the `inference` paths), and so does
+    the Sentry transaction middleware with a Sentry traces sample rate; with both off, neither is there."""
 
-    def __init__(self, api: FastAPI, hot: Mapping[tuple[str, str], Endpoint]) -> None:
+    def __init__(self, api: FastAPI, hot: Mapping[tuple[str, str], Endpoint], inference: set[str]) -> None:
         self.api = api
         self.state = api.state
         self._hot = hot
         self._hot_paths: dict[str, str] = {}
         for method, path in hot:
             self._hot_paths[path] = ", ".join(filter(None, [self._hot_paths.get(path), method]))
-        container = api.state.container
-        self._entry = RequestIdMiddleware(self._route, container.metrics.http_request,
-                                          container.error_monitor.exception)
+        c: Container = api.state.container
+        entry: Endpoint = RequestIdMiddleware(self._route, c.metrics.http_request, c.error_monitor.exception,
+                                              c.sentry.capture if c.sentry is not None else None)
+        if c.sentry is not None:
+            entry = c.sentry.wrap(entry, inference)
+        if c.tracing is not None:
+            entry = c.tracing.wrap(entry, inference)
+        self._entry = entry
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

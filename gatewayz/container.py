@@ -31,6 +31,8 @@ from gatewayz.keys.store import KeyStore
 from gatewayz.limits.limiter import MemoryLimiter
 from gatewayz.limits.store_redis import RedisLimiter
 from gatewayz.observability.metrics import Metrics
+from gatewayz.observability.sentry import make_sentry
+from gatewayz.observability.tracing import make_tracing
 from gatewayz.payments.service import StripeService
 from gatewayz.payments.store import PaymentStore
 from gatewayz.payments.webhook import Webhooks
@@ -61,7 +63,8 @@ log = logging.getLogger("gatewayz")
 
 
 class Container:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, serving: bool = False) -> None:
+        """`serving`: the app's container, which also sets up tracing and Sentry (a CLI command's does not)."""
         self.settings = settings
         self.db = create_engine(settings.database_url)
         master, created = load_or_create_master_key(settings.encryption_key, settings.data_dir)
@@ -96,6 +99,8 @@ class Container:
             models += builtin_models(set(self.providers), taken)
         self.catalog = Catalog(models)
         self.metrics = Metrics(str(settings.metrics_dir) if settings.metrics_dir else None)
+        self.tracing = make_tracing(settings.tracing) if serving else None
+        self.sentry = make_sentry(settings) if serving else None
         r = settings.routing
         policy = BreakerPolicy(r.breaker.failure_threshold, r.breaker.cooldown_s, r.breaker.half_open_successes)
         self.breakers = RedisBreakers(policy, self.redis) if self.redis is not None else MemoryBreakers(policy)
@@ -134,7 +139,7 @@ class Container:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                            skip_auto_headers=("User-Agent",))
-        self.engine = Engine(self._http)
+        self.engine = Engine(self._http, self.tracing.inject if self.tracing is not None else None)
         self.dispatch = Dispatcher(self.engine, self.adapters, self.breakers,
                                    self.settings.routing.retry_429_max_wait_s)
         self.keys.start()
@@ -176,3 +181,8 @@ class Container:
         if self._http is not None:
             await self._http.close()
         await self.db.dispose()
+        # Last, so that what the shutdown itself did is exported and reported (both block: off the loop).
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
+        if self.sentry is not None:
+            await asyncio.to_thread(self.sentry.close)

@@ -7,6 +7,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -392,6 +393,33 @@ class IncidentsConfig(_Strict):
     error_rate_window_s: float = Field(default=300.0, gt=0, le=86400)
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry traces of inference requests: one trace per request with a span per stage (authenticate,
+    rate limits, plan, reserve, each upstream attempt, the stream, settle). Off until an exporter is chosen;
+    the standard OTEL_* environment variables fill this section (see README, "Tracing, logs and Sentry")."""
+
+    exporter: Literal["none", "otlp", "console"] = "none"
+    # OTLP over HTTP (protobuf): the full traces URL of a collector (Tempo, Jaeger, an OpenTelemetry Collector).
+    endpoint: str = "http://localhost:4318/v1/traces"
+    headers: dict[str, str] = Field(default_factory=dict)     # sent with every export (e.g. an auth token)
+    service_name: str | None = None                           # default: resource `service.name`, else gatewayz
+    sampler: Literal["always_on", "always_off", "traceidratio", "parentbased_always_on",
+                     "parentbased_always_off", "parentbased_traceidratio"] = "parentbased_always_on"
+    sampler_arg: float = Field(default=1.0, ge=0, le=1)       # the ratio of the traceidratio samplers
+    resource_attributes: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return self.exporter != "none"
+
+
 class Settings(_Strict):
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
@@ -405,6 +433,9 @@ class Settings(_Strict):
     request_deadline_s: float = Field(default=600.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True                       # one JSON object a line (request id, trace id); false: text
+    # Log each inference request's messages (or input) at DEBUG, credentials masked. For debugging only:
+    # prompts are user data. Needs log_level: debug to show.
+    log_prompts: bool = False
     metrics_public: bool = False                # GET /metrics without the admin key (for a private network)
     metrics_dir: Path | None = None             # prometheus multiprocess directory; `serve --workers N` sets it
     credits: CreditsConfig = Field(default_factory=CreditsConfig)
@@ -418,6 +449,11 @@ class Settings(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     errors: ErrorMonitorConfig = Field(default_factory=ErrorMonitorConfig)
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    # Sentry error reports (unexpected errors, tagged with the request id); off without a DSN.
+    sentry_dsn: str | None = None
+    sentry_environment: str = "production"
+    sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)   # share of inference requests traced
     # The bundled catalog: every model the enabled built-in providers serve, priced (see README).
     builtin_catalog: bool = True
     # Keys and URLs of built-in providers found in the environment (OPENAI_API_KEY, GROQ_API_KEY, ...).
@@ -522,7 +558,51 @@ ENV_OVERRIDES = {
     "GATEWAYZ_DATA_DIR": "data_dir",
     "GATEWAYZ_WORKERS": "workers",
     "GATEWAYZ_METRICS_DIR": "metrics_dir",
+    "SENTRY_DSN": "sentry_dsn",
+    "SENTRY_ENVIRONMENT": "sentry_environment",
+    "SENTRY_TRACES_SAMPLE_RATE": "sentry_traces_sample_rate",
 }
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _key_values(text: str, what: str) -> dict[str, str]:
+    """The W3C-baggage-like lists of OTEL_EXPORTER_OTLP_HEADERS and OTEL_RESOURCE_ATTRIBUTES: k=v,k2=v2
+    (values percent-encoded)."""
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what}: {item.strip()!r} is not key=value")
+        out[unquote(key.strip())] = unquote(value.strip())
+    return out
+
+
+def _tracing_env(env: dict[str, str], raw: dict[str, Any]) -> dict[str, Any]:
+    """The `tracing` section with the standard OpenTelemetry variables applied (they win over the file)."""
+    section = dict(raw.get("tracing") or {})
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if not endpoint and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    if endpoint:
+        section["endpoint"] = endpoint
+        section.setdefault("exporter", "otlp")  # an endpoint alone turns export on
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter:
+        section["exporter"] = exporter
+    headers = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+    if headers:
+        section["headers"] = _key_values(headers, "OTEL_EXPORTER_OTLP_HEADERS")
+    if env.get("OTEL_RESOURCE_ATTRIBUTES"):
+        section["resource_attributes"] = _key_values(env["OTEL_RESOURCE_ATTRIBUTES"], "OTEL_RESOURCE_ATTRIBUTES")
+    for var, field in (("OTEL_SERVICE_NAME", "service_name"), ("OTEL_TRACES_SAMPLER", "sampler"),
+                       ("OTEL_TRACES_SAMPLER_ARG", "sampler_arg")):
+        if env.get(var):
+            section[field] = env[var].strip()
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() in _TRUE:
+        section["exporter"] = "none"
+    return section
 
 STRIPE_ENV = {"STRIPE_SECRET_KEY": "secret_key", "STRIPE_WEBHOOK_SECRET": "webhook_secret"}
 
@@ -552,6 +632,7 @@ def load_settings(config_path: str | Path | None = None, env: dict[str, str] | N
         if env.get(var):
             raw["stripe"] = {**(raw.get("stripe") or {}), field: env[var]}
     raw["provider_env"] = {k: env[k] for k in env_names() if env.get(k)}
+    raw["tracing"] = _tracing_env(env, raw)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings.model_validate(raw)

@@ -15,6 +15,8 @@ from gatewayz.api.asgi import Receive, Scope, Send, read_body, send_bytes
 from gatewayz.billing.money import nanos_to_usd
 from gatewayz.error_monitor.events import upstream_message
 from gatewayz.errors import AuthenticationFailed, GatewayError, RateLimited, UpstreamResponse
+from gatewayz.observability.logging import log_request_content
+from gatewayz.observability.tracing import trace_of
 from gatewayz.pipeline.authenticate import authenticate
 from gatewayz.pipeline.context import RequestContext, Usage
 from gatewayz.pipeline.limit import success_headers
@@ -60,6 +62,18 @@ def meta_headers(ctx: RequestContext, low_balance_nanos: int) -> Headers:
     return headers
 
 
+def record_done(ctx: RequestContext, c: Container) -> None:
+    """Metrics and the trace's summary of a finished request (chat and media endpoints alike)."""
+    ctx.trace.done(ctx)
+    c.metrics.in_flight(ctx.endpoint, -1)
+    c.metrics.request_done(ctx, ctx.trace.trace_id)
+    c.error_monitor.observe(ctx)
+    if ctx.hold is not None:
+        c.metrics.credits("reserved", ctx.hold.amount)
+        c.metrics.credits("settled", ctx.cost_nanos)
+        c.metrics.credits("refunded", ctx.hold.amount - ctx.cost_nanos)
+
+
 def client_ip(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
@@ -73,7 +87,7 @@ class InferenceEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         c = self.c
         ctx = RequestContext(request_id=scope["gw.request_id"], client_request_id=scope["gw.client_request_id"],
-                             endpoint=self.dialect.endpoint)
+                             endpoint=self.dialect.endpoint, trace=trace_of(scope))
         c.metrics.in_flight(ctx.endpoint, 1)
         try:
             await self._serve(ctx, scope, receive, send)
@@ -82,27 +96,27 @@ class InferenceEndpoint:
                 # Only an unexpected error gets here: release the hold rather than keep the money blocked.
                 ctx.status, ctx.usage = 500, None
                 settle(ctx, c.credits)
-            c.metrics.in_flight(ctx.endpoint, -1)
-            c.metrics.request_done(ctx)
-            c.error_monitor.observe(ctx)
-            if ctx.hold is not None:
-                c.metrics.credits("reserved", ctx.hold.amount)
-                c.metrics.credits("settled", ctx.cost_nanos)
-                c.metrics.credits("refunded", ctx.hold.amount - ctx.cost_nanos)
+            record_done(ctx, c)
 
     async def _serve(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
         c, d = self.c, self.dialect
         try:
             ctx.raw = await read_body(receive, c.settings.max_body_bytes)
-            try:
-                await authenticate(ctx, dict(scope["headers"]), c.keys, client_ip(scope))
-            except AuthenticationFailed:
-                await c.limits.unauthenticated(client_ip(scope))
-                raise
+            with ctx.trace.stage("authenticate", ctx):
+                try:
+                    await authenticate(ctx, dict(scope["headers"]), c.keys, client_ip(scope))
+                except AuthenticationFailed:
+                    await c.limits.unauthenticated(client_ip(scope))
+                    raise
             d.parse(ctx)
-            ctx.rate = await c.limits.check(ctx)
-            plan(ctx, c, scope)
-            await reserve(ctx, c.credits, c.ledger, c.plans)
+            if c.settings.log_prompts:
+                log_request_content(log, ctx.request_id, ctx.requested_model, ctx.body)
+            with ctx.trace.stage("rate_limits", ctx):
+                ctx.rate = await c.limits.check(ctx)
+            with ctx.trace.stage("plan", ctx):
+                plan(ctx, c, scope)
+            with ctx.trace.stage("reserve", ctx):
+                await reserve(ctx, c.credits, c.ledger, c.plans)
             try:
                 reply = await c.dispatch(ctx, ctx.started + c.settings.request_deadline_s)
             except (GatewayError, UpstreamResponse) as exc:
@@ -144,32 +158,36 @@ class InferenceEndpoint:
     async def _stream(self, ctx: RequestContext, reply: StreamReply, send: Send) -> None:
         resp, decoder = reply.response, reply.decoder
         headers = SSE_HEADERS + meta_headers(ctx, self.c.low_balance_nanos)
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        ctx.ttft_ms = (time.perf_counter() - ctx.started) * 1000
         tracker = StreamTracker(ctx, self.c)
         renderer = self.dialect.stream(ctx)
         events = reply.first
         failure: str | None = None
         ended = False
         try:
-            while True:
-                out = renderer.chunks(tracker.parse(events))
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-                if tracker.done or ended:
-                    break
-                t0 = time.perf_counter()
-                try:
-                    chunk = await resp.content.readany()
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    failure = type(exc).__name__
-                    break
-                finally:
-                    ctx.upstream_s += time.perf_counter() - t0
-                ended = not chunk  # feed(b"") lets a wire without a terminal event complete (see StreamDecoder)
-                events = decoder.feed(chunk)
-            if tracker.upstream_error is not None:
-                failure = "error_event"
+            with ctx.trace.stage("stream", ctx) as span:
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                ctx.ttft_ms = (time.perf_counter() - ctx.started) * 1000
+                span.event("first_token", {"gatewayz.ttft_ms": round(ctx.ttft_ms, 3)})
+                while True:
+                    out = renderer.chunks(tracker.parse(events))
+                    if out:
+                        await send({"type": "http.response.body", "body": out, "more_body": True})
+                    if tracker.done or ended:
+                        break
+                    t0 = time.perf_counter()
+                    try:
+                        chunk = await resp.content.readany()
+                    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                        failure = type(exc).__name__
+                        break
+                    finally:
+                        ctx.upstream_s += time.perf_counter() - t0
+                    ended = not chunk  # feed(b"") lets a wire without a terminal event complete (StreamDecoder)
+                    events = decoder.feed(chunk)
+                if tracker.upstream_error is not None:
+                    failure = "error_event"
+                if failure is not None:
+                    span.fail(failure)
         finally:
             resp.release()
             tail = tracker.finish(failure, renderer)

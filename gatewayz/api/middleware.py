@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from gatewayz.api.asgi import Message, Receive, Scope, Send, send_error
 from gatewayz.errors import GatewayError, InvalidRequest
+from gatewayz.observability.tracing import trace_of
 
 log = logging.getLogger("gatewayz.http")
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
@@ -32,16 +33,19 @@ new_request_id = _RequestIds()
 
 Observe = Callable[[str, str, int, float], None]  # route template, method, status, seconds
 OnException = Callable[[BaseException, str | None, str], None]  # exception, route, request id
+Report = Callable[[BaseException, str, "str | None"], None]  # exception, request id, trace id
 
 
 class RequestIdMiddleware:
     """Also reports every HTTP exchange (route template, method, status, duration) to `observe`, and every
-    unhandled exception to `on_exception`."""
+    unhandled exception to `on_exception` (the error monitor) and to `report` (Sentry, when configured)."""
 
-    def __init__(self, app: object, observe: Observe | None = None, on_exception: OnException | None = None) -> None:
+    def __init__(self, app: object, observe: Observe | None = None, on_exception: OnException | None = None,
+                 report: Report | None = None) -> None:
         self.app = app
         self.observe = observe
         self.on_exception = on_exception
+        self.report = report
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,6 +73,8 @@ class RequestIdMiddleware:
             if self.on_exception is not None:
                 route = scope.get("route")
                 self.on_exception(exc, getattr(route, "path", None) or scope.get("gw.route") or scope["path"], rid)
+            if self.report is not None:
+                self.report(exc, rid, trace_of(scope).trace_id)
             if not send_with_id.started:
                 await send_error(send_with_id, GatewayError("Internal error; quote the X-Request-ID if you "
                                                             "report it."))

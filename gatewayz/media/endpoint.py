@@ -11,11 +11,13 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from gatewayz.api.inference import meta_headers
+from gatewayz.api.inference import meta_headers, record_done
 from gatewayz.billing.money import nanos_to_json, nanos_to_usd
 from gatewayz.error_monitor.events import upstream_message
 from gatewayz.errors import AuthenticationFailed, GatewayError, InvalidRequest, UpstreamResponse
 from gatewayz.media.operations import Operation
+from gatewayz.observability.logging import log_request_content
+from gatewayz.observability.tracing import trace_of
 from gatewayz.pipeline.authenticate import authenticate
 from gatewayz.pipeline.context import RequestContext
 from gatewayz.pipeline.plan import plan
@@ -38,13 +40,14 @@ async def authenticated(request: Request, c: Container, op: Operation) -> Reques
     """First of all, who is calling (nothing of the body is read before that)."""
     scope = request.scope
     ctx = RequestContext(request_id=scope["gw.request_id"], client_request_id=scope["gw.client_request_id"],
-                         endpoint=op.name, operation=op.path)
+                         endpoint=op.name, operation=op.path, trace=trace_of(scope))
     ip = _client_ip(request)
-    try:
-        await authenticate(ctx, dict(scope["headers"]), c.keys, ip)
-    except AuthenticationFailed:
-        await c.limits.unauthenticated(ip)
-        raise
+    with ctx.trace.stage("authenticate", ctx):
+        try:
+            await authenticate(ctx, dict(scope["headers"]), c.keys, ip)
+        except AuthenticationFailed:
+            await c.limits.unauthenticated(ip)
+            raise
     return ctx
 
 
@@ -61,13 +64,7 @@ async def run_operation(request: Request, c: Container, op: Operation, ctx: Requ
         if ctx.hold is not None and not ctx.settled:
             ctx.status, ctx.usage = 500, None  # an unexpected error: release the hold
             settle(ctx, c.credits)
-        c.metrics.in_flight(ctx.endpoint, -1)
-        c.metrics.request_done(ctx)
-        c.error_monitor.observe(ctx)
-        if ctx.hold is not None:
-            c.metrics.credits("reserved", ctx.hold.amount)
-            c.metrics.credits("settled", ctx.cost_nanos)
-            c.metrics.credits("refunded", ctx.hold.amount - ctx.cost_nanos)
+        record_done(ctx, c)
 
 
 async def _serve(request: Request, c: Container, op: Operation, ctx: RequestContext) -> Response:
@@ -75,13 +72,18 @@ async def _serve(request: Request, c: Container, op: Operation, ctx: RequestCont
     if not isinstance(model, str) or not model:
         raise InvalidRequest("`model` is required and must be a string.", param="model", code="missing_model")
     ctx.requested_model = model
-    ctx.rate = await c.limits.check(ctx)
-    plan(ctx, c, request.scope)
-    assert ctx.entry is not None
-    if ctx.entry.mode != op.mode:
-        raise InvalidRequest(f"{ctx.entry.id} is a {ctx.entry.mode} model; this endpoint serves {op.mode} models.",
-                             param="model", code="wrong_model_type")
-    await reserve(ctx, c.credits, c.ledger, c.plans, op.hold)
+    if c.settings.log_prompts:
+        log_request_content(log, ctx.request_id, model, ctx.body)
+    with ctx.trace.stage("rate_limits", ctx):
+        ctx.rate = await c.limits.check(ctx)
+    with ctx.trace.stage("plan", ctx):
+        plan(ctx, c, request.scope)
+        assert ctx.entry is not None
+        if ctx.entry.mode != op.mode:
+            raise InvalidRequest(f"{ctx.entry.id} is a {ctx.entry.mode} model; this endpoint serves {op.mode} "
+                                 "models.", param="model", code="wrong_model_type")
+    with ctx.trace.stage("reserve", ctx):
+        await reserve(ctx, c.credits, c.ledger, c.plans, op.hold)
     try:
         reply = await c.dispatch(ctx, ctx.started + c.settings.request_deadline_s)
     except (GatewayError, UpstreamResponse) as exc:

@@ -1,6 +1,8 @@
 """Structured logs without a dependency: one JSON object per line (time, level, logger, message, and
-request_id / trace_id and other `extra=` fields when given), or the classic text line. Either way, anything
-that looks like a credential (gw_live_ keys, sk- keys, Bearer tokens) is masked before it is written."""
+request_id and other `extra=` fields when given; trace_id and span_id when the record was made inside a
+span, see observability.otel.install_log_ids), or the classic text line. Either way, anything that looks
+like a credential (gw_live_ keys, sk- keys, Bearer tokens) is masked before it is written. Request content
+(prompts) is never logged, unless an operator sets `log_prompts` (then at DEBUG, see log_request_content)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from datetime import UTC, datetime
 from json import dumps
 from typing import Any
 
-__all__ = ["configure_logging", "JsonFormatter", "MaskingFormatter", "mask_secrets"]
+__all__ = ["configure_logging", "JsonFormatter", "MaskingFormatter", "mask_secrets", "log_request_content"]
 
 _SECRETS = (
     (re.compile(r"(?<![A-Za-z0-9])(gw_[A-Za-z]+_)[A-Za-z0-9_\-]{6,}"), r"\1***"),
@@ -55,6 +57,10 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value is not None:
                 out[key] = _clean(value)
+        ids = getattr(record, "_gw_trace_ids", None)
+        if ids is not None:
+            out.setdefault("trace_id", ids[0])
+            out["span_id"] = ids[1]
         for key, value in record.__dict__.items():
             if key not in _STANDARD and key not in out and not key.startswith("_"):
                 out[key] = _clean(value)
@@ -69,7 +75,11 @@ class MaskingFormatter(logging.Formatter):
     """The text format, with credentials masked."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return mask_secrets(super().format(record))
+        text = super().format(record)
+        ids = getattr(record, "_gw_trace_ids", None)
+        if ids is not None:
+            text += f" trace_id={ids[0]} span_id={ids[1]}"
+        return mask_secrets(text)
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -85,3 +95,13 @@ def configure_logging(level: str, json: bool) -> None:
                          MaskingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def log_request_content(logger: logging.Logger, request_id: str, model: str, body: dict[str, Any]) -> None:
+    """With `log_prompts: true`: a request's messages (or, for other operations, its input or prompt) at DEBUG,
+    with anything that looks like a credential masked."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    content = {k: body[k] for k in ("messages", "input", "prompt", "system") if k in body}
+    logger.debug("request %s content for %s: %s", request_id, model, dumps(_clean(content), ensure_ascii=False),
+                 extra={"request_id": request_id})

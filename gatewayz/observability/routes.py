@@ -1,4 +1,5 @@
-"""GET /metrics (Prometheus text, or OpenMetrics with exemplars when asked) and GET /api/metrics/parsed."""
+"""GET /metrics (Prometheus text, or OpenMetrics with exemplars when asked), GET /api/metrics/parsed and
+GET /api/instrumentation/health (is tracing on, and is it exporting; Sentry; logs)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,13 @@ async def parsed(_: Annotated[Principal, Depends(require_admin)], c: ContainerDe
     """Every metric as JSON, histograms with p50/p95/p99 estimated from their buckets (null without data)."""
     return c.metrics.snapshot()
 
+
+
+@router.get("/api/instrumentation/health")
+async def instrumentation(_: Annotated[Principal, Depends(require_admin)], c: ContainerDep) -> dict[str, Any]:
+    """Tracing (exporter, endpoint, sampler, spans exported and failed so far), Sentry and log settings."""
+    s = c.settings
+    tracing = c.tracing.status() if c.tracing is not None else {"enabled": False, "exporter": s.tracing.exporter}
+    sentry = c.sentry.status() if c.sentry is not None else {"enabled": False}
+    return {"tracing": tracing, "sentry": sentry,
+            "logs": {"level": s.log_level, "json": s.log_json, "prompts": s.log_prompts}}

@@ -9,6 +9,7 @@ from typing import Any
 from gatewayz.billing.credits import Hold
 from gatewayz.catalog.service import CatalogEntry, Route
 from gatewayz.keys.service import Principal
+from gatewayz.observability.tracing import NO_TRACE, Trace
 
 
 @dataclass(slots=True)
@@ -65,6 +66,7 @@ class RequestContext:
     echo: Any = None                         # what a client dialect keeps from its request for the answer
     settled: bool = False
     observed: bool = False
+    trace: Trace = NO_TRACE                  # the request's spans (a no-op unless tracing is on)
 
     def overhead_ms(self) -> float:
         return max((time.perf_counter() - self.started - self.upstream_s) * 1000, 0.0)

@@ -52,6 +52,27 @@ class Dispatcher:
         out = await media.operation(ctx.operation, None if ctx.form else ctx.body, ctx.form, upstream_model)
         return await self._engine.call(adapter, out, remaining)
 
+    async def _attempt(self, ctx: RequestContext, adapter: Adapter, upstream_model: str,
+                       remaining: float) -> Reply | ClientError | AttemptFailed:
+        """One attempt, recorded in ctx.attempts; a failure is returned, not raised."""
+        name = adapter.spec.name
+        t0 = time.perf_counter()
+        try:
+            # AttemptFailed also when credentials could not be refreshed or the input is not supported
+            reply = await self._send(ctx, adapter, upstream_model, remaining)
+        except AttemptFailed as exc:
+            elapsed = time.perf_counter() - t0
+            ctx.upstream_s += elapsed
+            ctx.attempts.append(Attempt(name, exc.status, exc.kind, elapsed * 1000))
+            return exc
+        elapsed = time.perf_counter() - t0
+        ctx.upstream_s += elapsed
+        if isinstance(reply, ClientError):
+            ctx.attempts.append(Attempt(name, reply.status, f"http_{reply.status}", elapsed * 1000))
+        else:
+            ctx.attempts.append(Attempt(name, 200, "ok", elapsed * 1000))
+        return reply
+
     async def __call__(self, ctx: RequestContext, deadline: float) -> Reply:
         retry_hint: float | None = None
         tried: set[tuple[str, str]] = set()
@@ -69,37 +90,29 @@ class Dispatcher:
                 if remaining <= 0:
                     ctx.attempts.append(Attempt(spec.name, None, "deadline", 0.0))
                     raise _exhausted(ctx, retry_hint)
-                t0 = time.perf_counter()
-                try:
-                    # AttemptFailed also when credentials could not be refreshed or the input is not supported
-                    reply = await self._send(ctx, adapter, route.upstream_model, remaining)
-                except AttemptFailed as exc:
-                    elapsed = time.perf_counter() - t0
-                    ctx.upstream_s += elapsed
-                    ctx.attempts.append(Attempt(spec.name, exc.status, exc.kind, elapsed * 1000))
-                    if exc.kind == "unsupported":
+                with ctx.trace.attempt(ctx, spec.name, route.upstream_model, attempt_no > 1):
+                    outcome = await self._attempt(ctx, adapter, route.upstream_model, remaining)
+                if isinstance(outcome, AttemptFailed):
+                    if outcome.kind == "unsupported":
                         break  # says nothing about the provider's health
-                    if exc.status == 429:
-                        wait = exc.retry_after_s
+                    if outcome.status == 429:
+                        wait = outcome.retry_after_s
                         retry_hint = wait if retry_hint is None or (wait or 0) < retry_hint else retry_hint
                         if attempt_no == 1 and wait is not None and wait <= self._max_429_wait \
                                 and await sleep_within(wait, deadline):
                             continue
                     else:
-                        self._breakers.report(spec.name, route.upstream_model, "failure", model_only=exc.status == 404)
+                        self._breakers.report(spec.name, route.upstream_model, "failure",
+                                              model_only=outcome.status == 404)
                     break
-                elapsed = time.perf_counter() - t0
-                ctx.upstream_s += elapsed
-                if isinstance(reply, ClientError):
-                    ctx.attempts.append(Attempt(spec.name, reply.status, f"http_{reply.status}", elapsed * 1000))
+                if isinstance(outcome, ClientError):
                     ctx.provider = spec.name
-                    raise UpstreamResponse(reply.status, reply.body, reply.content_type,
+                    raise UpstreamResponse(outcome.status, outcome.body, outcome.content_type,
                                            {"x-gateway-provider": spec.name})
-                ctx.attempts.append(Attempt(spec.name, 200, "ok", elapsed * 1000))
                 self._breakers.report(spec.name, route.upstream_model, "success")
                 ctx.entry, ctx.route = cand.entry, route
                 ctx.provider, ctx.upstream_model = spec.name, route.upstream_model
-                return reply
+                return outcome
         raise _exhausted(ctx, retry_hint)
 
 

@@ -45,6 +45,15 @@ def settle(ctx: RequestContext, authority: CreditAuthority) -> int:
     if ctx.settled or ctx.hold is None or ctx.entry is None or ctx.principal is None:
         return ctx.cost_nanos
     ctx.settled = True
+    with ctx.trace.stage("settle", ctx):
+        ctx.cost_nanos = authority.settle(ctx.hold, _settlement(ctx))
+    if ctx.daily is not None:
+        ctx.daily.settle(ctx.cost_nanos)  # the daily caps count what was charged, no longer the hold
+    return ctx.cost_nanos
+
+
+def _settlement(ctx: RequestContext) -> Settlement:
+    assert ctx.hold is not None and ctx.entry is not None
     # No usage means nothing was delivered (the request failed): nothing to pay.
     usage = ctx.usage or Usage()
     entry = ctx.entry
@@ -57,13 +66,9 @@ def settle(ctx: RequestContext, authority: CreditAuthority) -> int:
         if units is not None:
             cost += media_cost_nanos(usage.images, usage.audio_ms, usage.characters, units.image_nanos,
                                      units.minute_nanos, units.character_picos)
-    settlement = Settlement(user_id=ctx.hold.user_id, request_id=ctx.request_id, cost_nanos=cost, model=entry.id,
-                            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                            usage=usage_row(ctx, usage))
-    ctx.cost_nanos = authority.settle(ctx.hold, settlement)
-    if ctx.daily is not None:
-        ctx.daily.settle(ctx.cost_nanos)  # the daily caps count what was charged, no longer the hold
-    return ctx.cost_nanos
+    return Settlement(user_id=ctx.hold.user_id, request_id=ctx.request_id, cost_nanos=cost, model=entry.id,
+                      prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                      usage=usage_row(ctx, usage))
 
 
 def usage_row(ctx: RequestContext, usage: Usage) -> dict[str, Any]:

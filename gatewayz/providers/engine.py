@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,9 +75,15 @@ def retry_after(headers: Any) -> float | None:
 
 
 class Engine:
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession,
+                 propagate: Callable[[dict[str, str]], dict[str, str]] | None = None) -> None:
         self._session = session
         self._timeouts: dict[tuple[str, bool], aiohttp.ClientTimeout] = {}
+        # With tracing on: adds the current span's `traceparent` to a copy of an upstream request's headers.
+        self._propagate = propagate
+
+    def _headers(self, out: Outgoing) -> dict[str, str]:
+        return out.headers if self._propagate is None else self._propagate(out.headers)
 
     def _timeout(self, spec: ProviderSpec, stream: bool, remaining_s: float) -> aiohttp.ClientTimeout:
         if remaining_s < spec.timeout_s:
@@ -95,7 +102,7 @@ class Engine:
                    remaining_s: float) -> JsonReply | StreamReply | ClientError:
         spec = adapter.spec
         try:
-            resp = await self._session.post(out.url, data=out.data, headers=out.headers,
+            resp = await self._session.post(out.url, data=out.data, headers=self._headers(out),
                                             timeout=self._timeout(spec, stream, remaining_s))
         except TimeoutError:
             raise AttemptFailed("timeout") from None
@@ -117,7 +124,7 @@ class Engine:
     async def call(self, adapter: Adapter, out: Outgoing, remaining_s: float) -> RawReply | ClientError:
         """One non-chat request (no streaming): the answer's bytes, or the client error, or AttemptFailed."""
         try:
-            resp = await self._session.post(out.url, data=out.data, headers=out.headers,
+            resp = await self._session.post(out.url, data=out.data, headers=self._headers(out),
                                             timeout=self._timeout(adapter.spec, False, remaining_s))
         except TimeoutError:
             raise AttemptFailed("timeout") from None
@@ -138,7 +145,7 @@ class Engine:
     async def post(self, out: Outgoing, timeout_s: float) -> tuple[int, bytes]:
         """One plain exchange, no failover classification (e.g. an upstream's token counter); raises
         aiohttp.ClientError / TimeoutError."""
-        async with self._session.post(out.url, data=out.data, headers=out.headers,
+        async with self._session.post(out.url, data=out.data, headers=self._headers(out),
                                       timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             return resp.status, await resp.read()
 
