@@ -13,8 +13,10 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gatewayz import __version__
+from gatewayz.allowlist.routes import router as allowlist_router
 from gatewayz.analytics.routes import router as analytics_router
 from gatewayz.api.asgi import Endpoint, Receive, Scope, Send, send_error
+from gatewayz.api.browser import SecurityHeaders, with_cors
 from gatewayz.api.chat import ChatCompletions
 from gatewayz.api.messages import CountTokens, Messages
 from gatewayz.api.middleware import RequestIdMiddleware
@@ -27,6 +29,7 @@ from gatewayz.container import Container
 from gatewayz.coupons.routes import router as coupons_router
 from gatewayz.errors import GatewayError, InvalidRequest, status_error
 from gatewayz.health.routes import router as health_router
+from gatewayz.limits.routes import router as velocity_router
 from gatewayz.media.routes import router as media_router
 from gatewayz.monitoring.routes import router as monitoring_router
 from gatewayz.observability.routes import router as metrics_router
@@ -102,6 +105,7 @@ def create_app(settings: Settings) -> Gateway:
         monitoring_router,
         accounts_router,
         roles_router,
+        allowlist_router, velocity_router,
     )
     for router in routers:
         app.include_router(router)
@@ -124,7 +128,17 @@ class Gateway:
         self._hot_paths: dict[str, str] = {}
         for method, path in hot:
             self._hot_paths[path] = ", ".join(filter(None, [self._hot_paths.get(path), method]))
-        self._entry = RequestIdMiddleware(self._route, api.state.container.metrics.http_request)
+        c: Container = api.state.container
+        self._managed = SecurityHeaders(api, c.settings.security_headers)
+
+        inference = tuple(self._hot_paths)
+
+        def observe(route: str, method: str, status: int, seconds: float) -> None:
+            c.metrics.http_request(route, method, status, seconds)
+            if method == "POST" and (route in inference or route.startswith("/v1/")):
+                c.velocity.record(status)  # the inference error rate drives velocity mode
+
+        self._entry = RequestIdMiddleware(with_cors(self._route, c.settings.cors), observe)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -139,7 +153,7 @@ class Gateway:
                 err.headers["allow"] = allowed
                 await send_error(send, err)
                 return
-        await self.api(scope, receive, send)
+        await self._managed(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._entry(scope, receive, send)

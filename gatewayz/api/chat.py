@@ -27,6 +27,7 @@ def usage_dict(u: Usage) -> dict[str, Any]:
 
 class OpenAIChat:
     endpoint = "chat.completions"
+    anonymous = True
 
     def parse(self, ctx: RequestContext) -> None:
         parse_chat(ctx)

@@ -16,7 +16,7 @@ from gatewayz.billing.money import nanos_to_usd
 from gatewayz.errors import AuthenticationFailed, GatewayError, RateLimited, UpstreamResponse
 from gatewayz.pipeline.authenticate import authenticate
 from gatewayz.pipeline.context import RequestContext, Usage
-from gatewayz.pipeline.limit import success_headers
+from gatewayz.pipeline.limit import complete_refusal, success_headers
 from gatewayz.pipeline.plan import plan
 from gatewayz.pipeline.reserve import reserve
 from gatewayz.pipeline.settle import estimate_usage, finish, settle, usage_from_openai
@@ -40,6 +40,7 @@ class StreamRenderer(Protocol):
 
 class Dialect(Protocol):
     endpoint: str
+    anonymous: bool  # may serve layer 3 (anonymous) requests for the free models
 
     def parse(self, ctx: RequestContext) -> None: ...
     def error(self, exc: GatewayError) -> tuple[int, bytes, Headers]: ...
@@ -57,11 +58,6 @@ def meta_headers(ctx: RequestContext, low_balance_nanos: int) -> Headers:
         # Running low: say how much is left (USD, after this request's hold) so clients can top up in time.
         headers.append((b"x-credits-remaining", f"{nanos_to_usd(max(ctx.hold.remaining, 0)):.6f}".encode()))
     return headers
-
-
-def client_ip(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
 
 
 class InferenceEndpoint:
@@ -92,12 +88,15 @@ class InferenceEndpoint:
         c, d = self.c, self.dialect
         try:
             ctx.raw = await read_body(receive, c.settings.max_body_bytes)
+            ip = c.proxies.client_ip(scope)
             try:
-                await authenticate(ctx, dict(scope["headers"]), c.keys, client_ip(scope))
-            except AuthenticationFailed:
-                await c.limits.unauthenticated(client_ip(scope))
-                raise
-            d.parse(ctx)
+                await authenticate(ctx, dict(scope["headers"]), c.keys, ip, c.allowlist)
+            except AuthenticationFailed as exc:
+                if not self._anonymous(ctx, exc):
+                    await c.limits.unauthenticated(ip)
+                    raise
+            else:
+                d.parse(ctx)
             ctx.rate = await c.limits.check(ctx)
             plan(ctx, c, scope)
             await reserve(ctx, c.credits, c.ledger)
@@ -112,6 +111,7 @@ class InferenceEndpoint:
             ctx.status, ctx.error_code = exc.status, exc.code
             if isinstance(exc, RateLimited):
                 c.metrics.rate_limited(str(exc.extra.get("reason", "upstream")))
+                complete_refusal(exc, ctx.rate, c.limits.velocity.mode)
             status, body, headers = d.error(exc)
             await send_bytes(send, status, body, headers=headers)
             return
@@ -126,6 +126,21 @@ class InferenceEndpoint:
             await self._stream(ctx, reply, send)
         else:
             raise TypeError("a chat request got a non-chat reply")
+
+    def _anonymous(self, ctx: RequestContext, exc: AuthenticationFailed) -> bool:
+        """Layer 3: a request with no credential at all, for a listed free model, is served anonymously. A body
+        that does not parse stays a 401 (the missing credential is the first thing wrong with it)."""
+        anonymous = self.c.anonymous
+        if not (anonymous.enabled and self.dialect.anonymous and exc.code == "missing_api_key"):
+            return False
+        try:
+            self.dialect.parse(ctx)
+        except GatewayError:
+            return False
+        if not anonymous.admit(ctx):
+            return False
+        self.c.allowlist.check(None, ctx.client_ip)
+        return True
 
     async def _json(self, ctx: RequestContext, data: dict[str, Any], send: Send) -> None:
         usage = usage_from_openai(data.get("usage"))

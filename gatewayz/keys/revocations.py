@@ -17,8 +17,9 @@ CHANNEL = "gatewayz:keys:revoked"
 
 
 class RevocationBus:
-    def __init__(self, client: aioredis.Redis | None, local_only: bool) -> None:
+    def __init__(self, client: aioredis.Redis | None, local_only: bool, channel: str = CHANNEL) -> None:
         self._client = client
+        self._channel = channel
         self._local_only = local_only
         self._connected = False
         self._task: asyncio.Task[None] | None = None
@@ -40,7 +41,7 @@ class RevocationBus:
         if self._client is None:
             return
         try:
-            await self._client.publish(CHANNEL, "*" if key_id is None else str(key_id))
+            await self._client.publish(self._channel, "*" if key_id is None else str(key_id))
         except (aioredis.RedisError, OSError):
             log.warning("could not broadcast a key revocation; other workers' caches expire shortly")
 
@@ -50,7 +51,7 @@ class RevocationBus:
         while True:
             try:
                 async with self._client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self._channel)
                     self._connected = True
                     self._on_revoke(None)  # messages may have been missed while disconnected
                     backoff = 0.5

@@ -16,7 +16,7 @@ PUBLIC = {"/health", "/health/quick", "/health/ready", "/v1/models", "/v1/models
           "/health/models/uptime", "/v1/status", "/code-router/tiers", "/general-router/settings/options",
           "/openapi.json", "/docs", "/docs/oauth2-redirect"} | PUBLIC_POST
 ADMIN_PREFIXES = ("/admin/", "/credits/add", "/circuit-breakers", "/health/providers", "/health/monitoring",
-                  "/health/system", "/metrics", "/api/metrics/", "/api/monitoring/", "/prometheus/")
+                  "/health/system", "/metrics", "/api/metrics/", "/api/monitoring/", "/prometheus/", "/api/admin/")
 PARAMS = {"provider": "emu-a", "key_id": "1", "model_id": "test/echo", "role": "user"}
 
 
