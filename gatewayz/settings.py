@@ -183,8 +183,9 @@ class RoutingConfig(_Strict):
 
 class VelocityConfig(_Strict):
     """Velocity mode: while more than `error_rate_threshold` of the gateway's inference answers (POST /v1/...;
-    4xx and 5xx count as errors, bar its own 429s) over the last `window_s` seconds are errors, with at least `min_requests` in the window, every
-    layer 1, 2 and 3 limit is applied at `multiplier`; it ends after `cooldown_s` below the threshold."""
+    4xx and 5xx count as errors, bar its own 429s) over the last `window_s` seconds are errors, with at least
+    `min_requests` in the window, every layer 1, 2 and 3 limit is applied at `multiplier`; it ends after
+    `cooldown_s` at or below the threshold."""
 
     enabled: bool = True
     error_rate_threshold: float = Field(default=0.25, gt=0, lt=1)

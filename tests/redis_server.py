@@ -4,6 +4,7 @@ mode, or stopping Redis mid-test) without touching the machine's shared one."""
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -40,7 +41,15 @@ class RedisServer:
                     raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.05)
 
+    def pause(self) -> None:
+        """Freeze the server: connections stay open and nothing answers (a hung Redis, not a refused one)."""
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
+        self.resume()
         if self._proc.poll() is None:
             self._proc.terminate()
             try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from gatewayz.errors import RateLimited
 from gatewayz.limits.limiter import Decision, Limit, MemoryLimiter
+from gatewayz.limits.quota import limit_headers
 from gatewayz.limits.velocity import Velocity
 from gatewayz.pipeline.context import RequestContext
 from gatewayz.pipeline.parse import requested_output_tokens
@@ -29,16 +30,6 @@ class RateState:
     token_key: str = ""
     token_limit: Limit | None = None
     estimate: int = 0
-
-
-def limit_headers(limit: int, remaining: int, reset_s: float, after: int, reason: str,
-                  mode: str | None) -> dict[str, str]:
-    """The headers of every 429 the gateway sends."""
-    headers = {"retry-after": str(after), "x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining),
-               "x-ratelimit-reset": str(math.ceil(reset_s)), "x-ratelimit-reason": reason}
-    if mode is not None:
-        headers["x-ratelimit-mode"] = mode
-    return headers
 
 
 def _refusal(d: Decision, reason: str, what: str, mode: str) -> RateLimited:
@@ -108,16 +99,27 @@ class RateLimits:
         if p.is_anonymous:
             return await self._anonymous(ctx)
         assert p.user_id is not None
-        if self._user_rpm is not None:
-            await self._consume(f"u{p.user_id}:rpm", self._user_rpm, "user_requests", "requests of this account")
         rpm, tpm = self.key_limits(p.restrictions.rpm_limit, p.restrictions.tpm_limit)
-        return await self._requests_and_tokens(ctx, f"k{p.key_id}", rpm, tpm, "key", "this API key")
+        if self._user_rpm is None:
+            return await self._requests_and_tokens(ctx, f"k{p.key_id}", rpm, tpm, "key", "this API key")
+        user_key = f"u{p.user_id}:rpm"
+        await self._consume(user_key, self._user_rpm, "user_requests", "requests of this account")
+        try:
+            return await self._requests_and_tokens(ctx, f"k{p.key_id}", rpm, tpm, "key", "this API key")
+        except RateLimited:
+            await self.limiter.refund(user_key, self.applied(self._user_rpm), 1)  # a refusal costs no budget
+            raise
 
     async def _anonymous(self, ctx: RequestContext) -> RateState:
         """Layers 1 and 3: an anonymous request is unauthenticated traffic, and has its own stricter budget."""
         await self.unauthenticated(ctx.client_ip)
-        return await self._requests_and_tokens(ctx, f"anon:{ctx.client_ip}", self._anon_rpm, self._anon_tpm,
-                                               "anonymous", "anonymous use from your address")
+        try:
+            return await self._requests_and_tokens(ctx, f"anon:{ctx.client_ip}", self._anon_rpm, self._anon_tpm,
+                                                   "anonymous", "anonymous use from your address")
+        except RateLimited:
+            if self._ip is not None:
+                await self.limiter.refund(f"ip:{ctx.client_ip}", self.applied(self._ip), 1)
+            raise
 
     async def _requests_and_tokens(self, ctx: RequestContext, key: str, rpm: Limit | None, tpm: Limit | None,
                                    reason: str, whose: str) -> RateState:
