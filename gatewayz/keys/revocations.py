@@ -2,7 +2,8 @@
 
 With Redis: a pub/sub channel. Without it (or while Redis is unreachable) the bus is not `reliable`,
 and the key service caches verifications only briefly, so a revocation still reaches every worker
-within that short TTL. A single worker needs no bus: it evicts locally."""
+within that short TTL. A single worker needs no bus: it evicts locally. Other caches that must drop
+everything on a change (the IP allowlist) use a bus of their own on another channel."""
 
 from __future__ import annotations
 

@@ -3,8 +3,6 @@ user and global, on top of a key's own allowed_ips), and every worker seeing a c
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,6 +10,7 @@ import httpx
 from tests.conftest import GatewayFactory
 from tests.emulator import Emulator
 from tests.gateway_server import ADMIN_KEY, GatewayServer, migrate
+from tests.net import wait_until
 from tests.redis_server import RedisServer
 
 BASE = "/api/admin/ip-whitelist"
@@ -23,14 +22,6 @@ def _chat(gw: GatewayServer, key: str, ip: str) -> httpx.Response:
     return httpx.post(gw.url + "/v1/chat/completions", json=HI,
                       headers={"Authorization": f"Bearer {key}", "x-forwarded-for": ip}, timeout=20)
 
-
-def _wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def test_crud_validation_check_and_audit(gateway_factory: GatewayFactory, emu_a: Emulator) -> None:
@@ -134,8 +125,8 @@ def test_every_gateway_sees_a_change(gateway_factory: GatewayFactory, emu_a: Emu
     r = httpx.post(a.url + BASE, headers=ADMIN, json={"cidr": "203.0.113.0/24", "user_id": user["id"]})
     assert r.status_code == 201
     assert _chat(a, user["api_key"], "198.51.100.1").status_code == 403
-    assert _wait_until(lambda: _chat(b, user["api_key"], "198.51.100.1").status_code == 403, 1.0)
-    assert _wait_until(lambda: _chat(polled, user["api_key"], "198.51.100.1").status_code == 403, 6.0)
+    assert wait_until(lambda: _chat(b, user["api_key"], "198.51.100.1").status_code == 403, 1.0)
+    assert wait_until(lambda: _chat(polled, user["api_key"], "198.51.100.1").status_code == 403, 6.0)
     assert _chat(b, user["api_key"], "203.0.113.1").status_code == 200
     httpx.delete(f"{b.url}{BASE}/{r.json()['id']}", headers=ADMIN)
-    assert _wait_until(lambda: _chat(a, user["api_key"], "198.51.100.1").status_code == 200, 1.0)
+    assert wait_until(lambda: _chat(a, user["api_key"], "198.51.100.1").status_code == 200, 1.0)

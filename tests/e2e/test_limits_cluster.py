@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +19,7 @@ from tests.conftest import EMU_KEY
 from tests.databases import DatabaseFactory
 from tests.emulator import Emulator
 from tests.gateway_server import ADMIN_KEY, migrate
+from tests.net import free_port, wait_until
 from tests.redis_server import RedisServer
 
 BIN = Path(sys.executable).parent / "gatewayz"
@@ -29,19 +28,6 @@ FREE = {"model": "test/free", "messages": [{"role": "user", "content": "hi"}]}
 BAD = {"Authorization": "Bearer gw_live_" + "x" * 43}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def _up(url: str) -> bool:
@@ -82,12 +68,12 @@ models:
     urls: list[str] = []
     try:
         for _ in range(2):
-            port = _free_port()
+            port = free_port()
             procs.append(subprocess.Popen([str(BIN), "serve", "--config", str(cfg), "--port", str(port)], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True))
             urls.append(f"http://127.0.0.1:{port}")
         for proc, url in zip(procs, urls, strict=True):
-            if not _wait_until(lambda u=url, p=proc: _up(u) or p.poll() is not None, 40) or proc.poll() is not None:
+            if not wait_until(lambda u=url, p=proc: _up(u) or p.poll() is not None, 40) or proc.poll() is not None:
                 out = proc.stdout.read().decode() if proc.stdout and proc.poll() is not None else ""
                 raise RuntimeError(f"gateway at {url} did not start: {out}")
         yield urls
@@ -127,7 +113,7 @@ def test_one_limit_across_processes(pair: list[str]) -> None:
 
     for _ in range(4):
         post(a, "203.0.113.10", BAD)
-    assert _wait_until(lambda: active(a) and active(b), 5)
+    assert wait_until(lambda: active(a) and active(b), 5)
     halved = post(b, "198.51.100.20")
     assert halved.status_code == 200 and halved.headers["x-ratelimit-limit-requests"] == "1"
     again = post(a, "198.51.100.20")
