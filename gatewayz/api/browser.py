@@ -3,9 +3,12 @@ on the management routes. Both are built once from the settings; per response th
 
 from __future__ import annotations
 
+from starlette.datastructures import Headers as StarletteHeaders
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 
 from gatewayz.api.asgi import Endpoint, Message, Receive, Scope, Send
+from gatewayz.errors import InvalidRequest
 from gatewayz.settings import CorsConfig, SecurityHeadersConfig
 
 Headers = list[tuple[bytes, bytes]]
@@ -14,13 +17,27 @@ Headers = list[tuple[bytes, bytes]]
 _CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 
 
+class _Cors(CORSMiddleware):
+    """Starlette's CORS handling, with a refused preflight answered in the gateway's JSON error body."""
+
+    def preflight_response(self, request_headers: StarletteHeaders) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code == 200:
+            return response
+        detail = bytes(response.body).decode()
+        err = InvalidRequest(f"CORS preflight refused: {detail.removeprefix('Disallowed CORS ')} not allowed.",
+                             code="cors_not_allowed")
+        kept = {k: v for k, v in response.headers.items() if k.startswith("access-control-") or k == "vary"}
+        return Response(err.body_bytes(), status_code=err.status, media_type="application/json", headers=kept)
+
+
 def with_cors(app: Endpoint, cfg: CorsConfig) -> Endpoint:
-    """Starlette's CORS middleware around `app` when origins are configured (else `app` itself, at no cost)."""
+    """CORS around `app` when origins are configured (else `app` itself, at no cost)."""
     if not cfg.allow_origins:
         return app
-    return CORSMiddleware(app, allow_origins=cfg.allow_origins, allow_methods=cfg.allow_methods,
-                          allow_headers=cfg.allow_headers, allow_credentials=cfg.allow_credentials,
-                          expose_headers=cfg.expose_headers, max_age=cfg.max_age)
+    return _Cors(app, allow_origins=cfg.allow_origins, allow_methods=cfg.allow_methods,
+                 allow_headers=cfg.allow_headers, allow_credentials=cfg.allow_credentials,
+                 expose_headers=cfg.expose_headers, max_age=cfg.max_age)
 
 
 class SecurityHeaders:

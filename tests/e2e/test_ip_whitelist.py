@@ -24,8 +24,8 @@ def _chat(gw: GatewayServer, key: str, ip: str) -> httpx.Response:
 
 
 
-def test_crud_validation_check_and_audit(gateway_factory: GatewayFactory, emu_a: Emulator) -> None:
-    gw = gateway_factory([emu_a])
+def test_crud_validation_check_and_audit(gateway_factory: GatewayFactory, emu_a: Emulator, backend: str) -> None:
+    gw = gateway_factory([emu_a], backend=backend)
     user = gw.create_user("1")
     with gw.admin() as admin:
         made = admin.post(BASE, json={"ip": "1.2.3.4", "description": "office"})

@@ -91,8 +91,10 @@ def test_cors_on_inference_and_management_routes(gateway_factory: GatewayFactory
     evil = httpx.post(gw.url + CHAT, json=HI,
                       headers={"Origin": "https://evil.example", "Authorization": f"Bearer {key}"})
     assert "access-control-allow-origin" not in evil.headers
-    assert httpx.options(gw.url + CHAT, headers={"Origin": "https://evil.example",
-                                                 "Access-Control-Request-Method": "POST"}).status_code == 400
+    refused = httpx.options(gw.url + CHAT, headers={"Origin": "https://evil.example",
+                                                    "Access-Control-Request-Method": "POST"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "cors_not_allowed"
+    assert "origin" in refused.json()["error"]["message"]
 
 
 def test_no_cors_unless_configured(gateway_factory: GatewayFactory, emu_a: Emulator) -> None:
