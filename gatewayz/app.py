@@ -18,8 +18,10 @@ from gatewayz.analytics.routes import router as analytics_router
 from gatewayz.api.asgi import Endpoint, Receive, Scope, Send, send_error
 from gatewayz.api.browser import SecurityHeaders, with_cors
 from gatewayz.api.chat import ChatCompletions
+from gatewayz.api.completions import Completions
 from gatewayz.api.messages import CountTokens, Messages
 from gatewayz.api.middleware import RequestIdMiddleware
+from gatewayz.api.responses import Responses
 from gatewayz.audit.routes import router as audit_router
 from gatewayz.auth.role_routes import router as roles_router
 from gatewayz.auth.routes import router as accounts_router
@@ -33,6 +35,7 @@ from gatewayz.limits.routes import router as velocity_router
 from gatewayz.media.routes import router as media_router
 from gatewayz.monitoring.routes import router as monitoring_router
 from gatewayz.observability.routes import router as metrics_router
+from gatewayz.plans.routes import router as plans_router
 from gatewayz.referrals.routes import router as referrals_router
 from gatewayz.routing.routes import router as routing_router
 from gatewayz.settings import Settings, load_settings
@@ -105,6 +108,7 @@ def create_app(settings: Settings) -> Gateway:
         monitoring_router,
         accounts_router,
         roles_router,
+        plans_router,
         allowlist_router, velocity_router,
     )
     for router in routers:
@@ -112,7 +116,8 @@ def create_app(settings: Settings) -> Gateway:
     chat = ChatCompletions(container)
     hot: dict[tuple[str, str], Endpoint] = {
         ("POST", "/v1/chat/completions"): chat, ("POST", "/chat/completions"): chat,
-        ("POST", "/v1/messages"): Messages(container), ("POST", "/v1/messages/count_tokens"): CountTokens(container)}
+        ("POST", "/v1/messages"): Messages(container), ("POST", "/v1/messages/count_tokens"): CountTokens(container),
+        ("POST", "/v1/responses"): Responses(container), ("POST", "/v1/completions"): Completions(container)}
     return Gateway(app, hot)
 
 

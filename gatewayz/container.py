@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 import aiohttp
 
@@ -34,6 +35,10 @@ from gatewayz.observability.metrics import Metrics
 from gatewayz.pipeline.anonymous import AnonymousAccess
 from gatewayz.pipeline.dispatch import Dispatcher
 from gatewayz.pipeline.limit import RateLimits
+from gatewayz.plans.book import PlanBook
+from gatewayz.plans.caps import DailySpend, MemoryDailySpend, RedisDailySpend, Scope, SqlDailySpend
+from gatewayz.plans.service import PlanService
+from gatewayz.plans.store import PlanStore
 from gatewayz.providers.adapter import Adapter, make_adapter
 from gatewayz.providers.engine import Engine
 from gatewayz.providers.spec import ProviderSpec, builtin_specs, spec_from_config
@@ -72,8 +77,10 @@ class Container:
         self.usage = UsageStore(self.db)
         self.retention = UsageRetention(self.usage, settings.usage.retention_days)
         self.writer = SettlementWriter(self.ledger, settings.credits.settle_flush_ms)
+        book = PlanBook(settings)
         self.credits: CreditAuthority = make_authority(settings.credits.authority, settings.workers, self.ledger,
-                                                       self.writer, settings.credits.hold_ttl_s)
+                                                       self.writer, settings.credits.hold_ttl_s, book.period)
+        self.plans = PlanService(book, PlanStore(self.db), self.credits, self._daily_spend(), self.keys, self.audit)
         self.low_balance_nanos = usd_to_nanos(settings.credits.low_balance_threshold_usd)
         self.coupons = CouponService(CouponStore(self.db), self.credits, self.audit, settings.coupons)
         self.referrals = ReferralService(ReferralStore(self.db), self.credits, self.audit, settings.referrals)
@@ -94,7 +101,7 @@ class Container:
         self.planner = Planner(self.providers, self.breakers, self.provider_stats)
         limiter = RedisLimiter(self.redis) if self.redis is not None else MemoryLimiter()
         self.velocity = Velocity(settings.limits.velocity, self.redis)
-        self.limits = RateLimits(settings.limits, limiter, self.velocity, settings.anonymous)
+        self.limits = RateLimits(settings.limits, limiter, self.velocity, book.user_limits, settings.anonymous)
         self.anonymous = AnonymousAccess(settings.anonymous, self.catalog)
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.allowlist = IpAllowlist(AllowlistStore(self.db), RevocationBus(
@@ -109,6 +116,18 @@ class Container:
         self.engine: Engine
         self.dispatch: Dispatcher
         self._sweeper: asyncio.Task[None] | None = None
+
+    def _daily_spend(self) -> DailySpend:
+        """Redis when configured; else the database when several workers share it; else this process."""
+        async def seed(scope: Scope, since: datetime) -> int:
+            return await self.ledger.spent_since(scope.user_id, since, scope.key_id)
+        if self.redis is not None:
+            # Counters are named by the encryption key, which every instance of one deployment shares.
+            return RedisDailySpend(self.redis, self.cipher.lookup_hash("daily-spend")[:12], seed,
+                                   self.writer.submit_one)
+        if isinstance(self.credits, SqlAuthority):
+            return SqlDailySpend(self.db, seed, self.writer.submit_one)
+        return MemoryDailySpend(seed)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)

@@ -71,10 +71,10 @@ class Pricing(_Strict):
     input: Decimal = Field(default=Decimal(0), ge=0)
     output: Decimal = Field(default=Decimal(0), ge=0)
     image: Decimal = Field(default=Decimal(0), ge=0)          # USD per generated image
-    audio_second: Decimal = Field(default=Decimal(0), ge=0)   # USD per second of audio transcribed
+    audio_minute: Decimal = Field(default=Decimal(0), ge=0)   # USD per minute of audio transcribed (per ms)
     characters: Decimal = Field(default=Decimal(0), ge=0)     # USD per million characters spoken
 
-    @field_validator("input", "output", "image", "audio_second", "characters", mode="before")
+    @field_validator("input", "output", "image", "audio_minute", "characters", mode="before")
     @classmethod
     def _exact(cls, v: Any) -> Any:
         # YAML gives floats; str() of a float is its shortest round-trip form, so 0.15 stays 0.15.
@@ -88,7 +88,7 @@ class Pricing(_Strict):
             raise ValueError("at most 6 decimal places (USD per million tokens)")
         return v
 
-    @field_validator("image", "audio_second")
+    @field_validator("image", "audio_minute")
     @classmethod
     def _nanodollar_precision(cls, v: Decimal) -> Decimal:
         if v != v.quantize(Decimal("0.000000001")):
@@ -96,7 +96,7 @@ class Pricing(_Strict):
         return v
 
     def is_zero(self) -> bool:
-        return not (self.input or self.output or self.image or self.audio_second or self.characters)
+        return not (self.input or self.output or self.image or self.audio_minute or self.characters)
 
 
 class ModelRoute(_Strict):
@@ -131,9 +131,8 @@ class ModelConfig(_Strict):
     # How often active probes check this model's providers (see routing.probes).
     tier: Literal["critical", "popular", "standard"] = "standard"
     # What the model does, which decides the endpoints that serve it: chat (/v1/chat/completions,
-    # /v1/messages, /v1/responses, /v1/completions), completion (/v1/completions), embedding, image,
-    # transcription, speech.
-    mode: Literal["chat", "completion", "embedding", "image", "transcription", "speech"] = "chat"
+    # /v1/messages, /v1/responses, /v1/completions), embedding, image, transcription, speech.
+    mode: Literal["chat", "embedding", "image", "transcription", "speech"] = "chat"
     providers: list[ModelRoute] = Field(min_length=1)
 
     @field_validator("id")
@@ -294,13 +293,25 @@ class CreditsConfig(_Strict):
     authority: Literal["auto", "memory", "sql"] = "auto"
     low_balance_threshold_usd: Decimal = Decimal("1")
     settle_flush_ms: int = Field(default=20, ge=1, le=5000)
-    hold_ttl_s: int = Field(default=3600, ge=60)
+    # Database holds (several workers) left by a worker that died are released after this long; it must
+    # exceed the longest request (a hold expiring under a live request lets it spend past its hold).
+    hold_ttl_s: int = Field(default=3600, ge=2)
+
+
+class BillingConfig(_Strict):
+    """Caps on admin balance changes (POST /credits/add, /credits/adjust, /refund): the most one change may
+    move, and the most one admin (the admin key, or one user with the admin role) may move in 24 hours."""
+
+    admin_max_transaction_usd: Decimal = Field(default=Decimal("1000"), gt=0, le=1_000_000, decimal_places=9)
+    admin_daily_limit_usd: Decimal = Field(default=Decimal("5000"), gt=0, le=100_000_000, decimal_places=9)
 
 
 class UsageConfig(_Strict):
     # Usage records (GET /user/activity/*, /user/usage/export) older than this many days are deleted by a
     # periodic purge; 0 keeps them forever. The credit ledger is never purged.
     retention_days: int = Field(default=400, ge=0, le=36500)
+
+
 class CouponsConfig(_Strict):
     """Credit codes issued by an admin (POST /admin/coupons) and redeemed by users (POST /coupons/redeem)."""
 
@@ -319,6 +330,65 @@ class ReferralsConfig(_Strict):
     max_uses: int = Field(default=10, ge=1)   # users who may apply one code
 
 
+def _exact_decimal(v: Any) -> Any:
+    """YAML gives floats; str() of a float is its shortest round-trip form, so 0.15 stays 0.15."""
+    return Decimal(str(v)) if isinstance(v, float) else v
+
+
+def _usd(v: Decimal | None) -> Decimal | None:
+    if v is not None and v != v.quantize(Decimal("0.000000001")):
+        raise ValueError("at most 9 decimal places (nanodollars)")
+    return v
+
+
+class PlanConfig(_Strict):
+    """A subscription tier. Its monthly allowance is spent before purchased credits and does not roll over;
+    rpm/tpm are per-user limits across all of a user's keys (None: `limits.user_requests_per_minute`, no
+    user tpm); daily_cap_usd caps what a user may spend per UTC day (None: no cap)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    name: str = Field(min_length=1, max_length=100)
+    price_usd_month: Decimal | None = Field(ge=0)   # None: priced by contract
+    monthly_allowance_usd: Decimal = Field(default=Decimal(0), ge=0, le=Decimal(10_000_000))
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    daily_cap_usd: Decimal | None = Field(default=None, gt=0)
+
+    _exact = field_validator("price_usd_month", "monthly_allowance_usd", "daily_cap_usd",
+                             mode="before")(_exact_decimal)
+    _nanos = field_validator("price_usd_month", "monthly_allowance_usd", "daily_cap_usd")(_usd)
+
+
+class TrialConfig(_Strict):
+    """The one source of the trial terms: credits spent first, gone when the trial ends after `days`."""
+
+    credits_usd: Decimal = Field(default=Decimal(5), ge=0, le=Decimal(1_000_000))
+    days: int = Field(default=14, ge=1, le=366)
+    daily_cap_usd: Decimal | None = Field(default=Decimal(1), gt=0)
+
+    _exact = field_validator("credits_usd", "daily_cap_usd", mode="before")(_exact_decimal)
+    _nanos = field_validator("credits_usd", "daily_cap_usd")(_usd)
+
+
+class PartnerTrialConfig(TrialConfig):
+    """A trial a user starts with a partner's code (POST /trial/partner), once per user."""
+
+    code: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,31}$")
+    rpm: int | None = Field(default=None, ge=1)   # per user while the trial runs; None: the plan's
+
+
+def default_plans() -> list[PlanConfig]:
+    d = Decimal
+    return [
+        PlanConfig(id="free", name="Free", price_usd_month=d(0)),
+        PlanConfig(id="starter", name="Starter", price_usd_month=d(10), monthly_allowance_usd=d(10), rpm=600,
+                   tpm=1_000_000, daily_cap_usd=d(25)),
+        PlanConfig(id="pro", name="Pro", price_usd_month=d(50), monthly_allowance_usd=d(50), rpm=3000,
+                   tpm=5_000_000, daily_cap_usd=d(200)),
+        PlanConfig(id="enterprise", name="Enterprise", price_usd_month=None),
+    ]
+
+
 class Settings(_Strict):
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
@@ -335,6 +405,7 @@ class Settings(_Strict):
     metrics_public: bool = False                # GET /metrics without the admin key (for a private network)
     metrics_dir: Path | None = None             # prometheus multiprocess directory; `serve --workers N` sets it
     credits: CreditsConfig = Field(default_factory=CreditsConfig)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
@@ -353,6 +424,10 @@ class Settings(_Strict):
     provider_env: dict[str, str] = Field(default_factory=dict)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
+    # Subscription tiers (replaces the built-in list; must include `free`, every user's starting plan).
+    plans: list[PlanConfig] = Field(default_factory=default_plans, min_length=1)
+    trials: TrialConfig = Field(default_factory=TrialConfig)
+    partner_trials: list[PartnerTrialConfig] = Field(default_factory=list)
 
     @field_validator("admin_key")
     @classmethod
@@ -394,6 +469,18 @@ class Settings(_Strict):
         """Built-in providers switched on by a key (or, for local servers, a URL) in the environment."""
         return [p.name for p in BUILTIN if self.provider_env.get(p.env_key)
                 or (p.base_url_env and self.provider_env.get(p.base_url_env))]
+
+    @model_validator(mode="after")
+    def _plans_and_codes(self) -> Settings:
+        ids = [p.id for p in self.plans]
+        if len(set(ids)) != len(ids):
+            raise ValueError("plans: duplicate plan id")
+        if "free" not in ids:
+            raise ValueError("plans: a plan with id 'free' is required (every user starts on it)")
+        codes = [t.code.lower() for t in self.partner_trials]
+        if len(set(codes)) != len(codes):
+            raise ValueError("partner_trials: duplicate code (codes are case-insensitive)")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> Settings:

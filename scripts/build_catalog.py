@@ -29,7 +29,7 @@ ORGS = {"meta-llama": "meta-llama", "meta": "meta-llama", "deepseek-ai": "deepse
         "nousresearch": "nousresearch", "microsoft": "microsoft", "openai": "openai"}
 NAME_ORGS = (("llama", "meta-llama"), ("deepseek", "deepseek"), ("qwen", "qwen"), ("qwq", "qwen"),
              ("mixtral", "mistralai"), ("mistral", "mistralai"), ("gemma", "google"), ("kimi", "moonshotai"),
-             ("glm", "z-ai"), ("gpt-oss", "openai"), ("minimax", "minimax"))
+             ("glm", "z-ai"), ("gpt-oss", "openai"), ("minimax", "minimax"), ("whisper", "openai"))
 SKIP = re.compile(r"(^ft:|computer-use|realtime|audio|search|transcribe|tts|moderation|embed|guard|image|dall-e|"
                   r"vision-preview|container|instruct-0914)", re.I)
 
@@ -57,22 +57,81 @@ def normalize(org: str | None, name: str) -> str | None:
     return f"{canon_org}/{n}"
 
 
+# Media models, served by the media endpoints of OpenAI-wire providers: the catalog mode, and the price
+# fields that must all be there (per-size image prices, per-pixel and per-audio-token prices are left out:
+# the gateway could not bill them exactly).
+MEDIA = {"embedding": ("embedding", ("input_cost_per_token",)),
+         "audio_transcription": ("transcription", ("input_cost_per_second",)),
+         "audio_speech": ("speech", ("input_cost_per_character",)),
+         "image_generation": ("image", ("input_cost_per_token", "output_cost_per_image_token"))}
+MEDIA_WIRES = ("openai",)
+MEDIA_SKIP = re.compile(r"(^\d+-x-\d+/|/|-batch|audio-preview|realtime)", re.I)
+
+
+def bedrock_canonical(model: str) -> str | None:
+    """Bedrock's ids are `vendor.name-vN:M` (and `us.`/`eu.`... inference profiles, left out: regions are the
+    operator's choice). Anthropic's and Amazon's models keep their makers' names; other vendors' models are
+    left out (their Bedrock names do not map safely onto the canonical open-weight ids)."""
+    vendor, _, name = model.partition(".")
+    if vendor == "anthropic":
+        return "anthropic/" + re.sub(r"-v\d+(:\d+)?$", "", name).lower()
+    if vendor == "amazon":
+        return "amazon/" + re.sub(r":\d+$", "", name).lower()
+    return None
+
+
+def media_prices(row: dict[str, object], mode: str) -> dict[str, str]:
+    """The route's prices in the catalog's units (USD per million tokens or characters, per second)."""
+    out = {"input": per_million(row.get("input_cost_per_token") or 0),  # type: ignore[arg-type]
+           "output": per_million(row.get("output_cost_per_token") or 0)}  # type: ignore[arg-type]
+    if mode == "image":
+        out["output"] = per_million(row["output_cost_per_image_token"])  # type: ignore[arg-type]
+    if mode == "transcription":
+        # Per minute, the unit providers price audio in (a per-second price like 0.017/60 is not exact).
+        minute = (Decimal(str(row["input_cost_per_second"])) * 60).quantize(Decimal("0.000000001")).normalize()
+        out["audio_minute"] = format(minute, "f")
+        if row.get("input_cost_per_audio_token"):
+            out["input"] = per_million(row["input_cost_per_audio_token"])  # type: ignore[arg-type]
+    if mode == "speech":
+        out["characters"] = per_million(row["input_cost_per_character"])  # type: ignore[arg-type]
+    return out
+
+
+def _mode_of(key: str, row: dict[str, object], info: ProviderInfo) -> str | None:
+    """The catalog mode of a price row this provider can serve, or None."""
+    if row.get("mode") == "chat":
+        if row.get("input_cost_per_token") is None or row.get("output_cost_per_token") is None or SKIP.search(key):
+            return None
+        if not (row["input_cost_per_token"] or row["output_cost_per_token"]):  # type: ignore[operator]
+            return None  # a zero price is a preview or a mistake: never served at no charge by default
+        return "chat"
+    media = MEDIA.get(str(row.get("mode")))
+    if media is None or info.wire not in MEDIA_WIRES or info.role == "aggregator":
+        return None
+    name = key.split("/", 1)[1] if key.startswith(f"{info.catalog}/") else key
+    if MEDIA_SKIP.search(name) or not all(row.get(f) for f in media[1]):
+        return None
+    return media[0]
+
+
 def collect(data: dict[str, dict[str, object]], info: ProviderInfo) -> list[tuple[str, str, dict[str, object]]]:
-    """(canonical id, upstream model id, price row) for each chat model of a provider."""
+    """(canonical id, upstream model id, price row) for each model of a provider (the row's "_mode" is set)."""
     out = []
     for key, row in data.items():
-        if not isinstance(row, dict) or row.get("litellm_provider") != info.catalog or row.get("mode") != "chat":
+        if not isinstance(row, dict) or row.get("litellm_provider") != info.catalog:
             continue
-        if row.get("input_cost_per_token") is None or row.get("output_cost_per_token") is None or SKIP.search(key):
+        mode = _mode_of(key, row, info)
+        if mode is None:
             continue
-        if not (row["input_cost_per_token"] or row["output_cost_per_token"]):  # type: ignore[operator]
-            continue  # a zero price is a preview or a mistake: never served at no charge by default
+        row = {**row, "_mode": mode}
         model = key.split("/", 1)[1] if key.startswith(f"{info.catalog}/") else key
         bare = model[len(info.model_prefix):] if info.model_prefix and model.startswith(info.model_prefix) else model
         if "@" in model or " " in model:
             continue
-        if info.role == "maker":
-            canonical: str | None = f"{info.makers[0]}/{bare.split('/')[-1].lower()}"
+        if info.wire == "bedrock":
+            canonical: str | None = bedrock_canonical(bare)
+        elif info.role == "maker":
+            canonical = f"{info.makers[0]}/{bare.split('/')[-1].lower()}"
         elif info.role == "aggregator":
             canonical = bare.lower() if "/" in bare else None
         else:
@@ -90,15 +149,18 @@ def build(source: Path) -> list[dict[str, object]]:
         if info.catalog is None:
             continue
         for canonical, upstream, row in collect(data, info):
+            mode = str(row["_mode"])
             entry = models.setdefault(canonical, {"id": canonical, "routes": [], "context_length": 0,
-                                                  "max_output_tokens": 0})
+                                                  "max_output_tokens": 0, "mode": mode})
             routes: list[dict[str, str]] = entry["routes"]  # type: ignore[assignment]
-            if any(r["provider"] == info.name for r in routes):
+            if entry["mode"] != mode or any(r["provider"] == info.name for r in routes):
                 continue
-            routes.append({"provider": info.name, "model": upstream,
-                           "input": per_million(row["input_cost_per_token"]),  # type: ignore[arg-type]
-                           "output": per_million(row["output_cost_per_token"]), "role": info.role})
-            ctx = int(row.get("max_input_tokens") or row.get("max_tokens") or 0)  # type: ignore[call-overload]
+            prices = media_prices(row, mode) if mode != "chat" else {
+                "input": per_million(row["input_cost_per_token"]),  # type: ignore[arg-type]
+                "output": per_million(row["output_cost_per_token"])}  # type: ignore[arg-type]
+            routes.append({"provider": info.name, "model": upstream, **prices, "role": info.role})
+            default = 8192 if mode != "chat" else 0  # media rows often give no context length
+            ctx = int(row.get("max_input_tokens") or row.get("max_tokens") or default)  # type: ignore[call-overload]
             out = int(row.get("max_output_tokens") or ctx)  # type: ignore[call-overload]
             entry["context_length"] = max(int(entry["context_length"]), ctx)  # type: ignore[call-overload]
             entry["max_output_tokens"] = max(int(entry["max_output_tokens"]), out)  # type: ignore[call-overload]
@@ -115,8 +177,9 @@ def build(source: Path) -> list[dict[str, object]]:
         # OpenRouter names models by these same canonical ids; it is priced at the dearest known route so
         # that serving through it never undercharges.
         dearest = max(routes, key=lambda r: Decimal(r["input"]) + Decimal(r["output"]))
-        aggregators.append({"provider": "openrouter", "model": canonical, "input": dearest["input"],
-                            "output": dearest["output"], "role": "aggregator"})
+        if entry["mode"] == "chat":  # the aggregators serve chat only
+            aggregators.append({"provider": "openrouter", "model": canonical, "input": dearest["input"],
+                                "output": dearest["output"], "role": "aggregator"})
         # The maker first; hosts only exist for open-weight models, which fail over across all of them.
         entry["routes"] = [*makers, *hosts, *aggregators]
         for r in entry["routes"]:  # type: ignore[attr-defined]

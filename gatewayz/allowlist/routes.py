@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gatewayz.allowlist.service import normalize
+from gatewayz.api.client_ip import parse_address
 from gatewayz.api.deps import Admin, ContainerDep, actor_of
 from gatewayz.container import Container
-from gatewayz.errors import NotFound
+from gatewayz.errors import InvalidRequest, NotFound
 
 router = APIRouter(prefix="/api/admin/ip-whitelist", tags=["admin"])
 
@@ -98,6 +99,8 @@ async def create_entry(body: NewEntry, admin: Admin, c: ContainerDep) -> dict[st
 
 
 async def _check(c: Container, ip: str, user_id: int | None) -> dict[str, Any]:
+    if parse_address(ip) is None:
+        raise InvalidRequest(f"{ip!r} is not an IPv4 or IPv6 address.", param="ip", code="invalid_ip")
     await _known_user(c, user_id)
     return {"ip": ip, "user_id": user_id, **c.allowlist.verdict(user_id, ip).json()}
 

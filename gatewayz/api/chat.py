@@ -25,12 +25,28 @@ def usage_dict(u: Usage) -> dict[str, Any]:
             "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}}
 
 
-class OpenAIChat:
-    endpoint = "chat.completions"
-    anonymous = True
+def reported_usage(usage_raw: Any, usage: Usage, cost: int) -> dict[str, Any]:
+    """The usage a client sees: the upstream's own report when there is one (else what was billed), with the cost."""
+    reported = dict(usage_raw) if usage_raw and isinstance(usage_raw, dict) else usage_dict(usage)
+    reported["cost"] = nanos_to_json(cost)
+    return reported
 
-    def parse(self, ctx: RequestContext) -> None:
-        parse_chat(ctx)
+
+def served_model(ctx: RequestContext) -> str:
+    """The canonical id of the model that served (the name asked for, until one did)."""
+    return ctx.entry.id if ctx.entry else ctx.requested_model
+
+
+def stream_failure(message: str) -> bytes:
+    """The last event of an OpenAI-format stream the upstream broke off (the SDKs raise on it)."""
+    return json_event({"error": {"message": message, "type": "upstream_error", "param": None,
+                                 "code": "upstream_stream_interrupted"}})
+
+
+class OpenAIErrors:
+    """Errors in OpenAI's shape: chat completions' and the OpenAI APIs translated to it (responses, completions)."""
+
+    anonymous = False  # layer 3 (anonymous free models) is chat completions only
 
     def error(self, exc: GatewayError) -> tuple[int, bytes, Headers]:
         return exc.status, exc.body_bytes(), [(k.encode(), v.encode()) for k, v in exc.headers.items()]
@@ -38,12 +54,17 @@ class OpenAIChat:
     def client_error(self, r: UpstreamResponse) -> tuple[int, bytes, bytes]:
         return r.status, r.body, r.content_type.encode()  # the upstream's own OpenAI error, unchanged
 
+
+class OpenAIChat(OpenAIErrors):
+    endpoint = "chat.completions"
+    anonymous = True
+
+    def parse(self, ctx: RequestContext) -> None:
+        parse_chat(ctx)
+
     def body(self, ctx: RequestContext, data: dict[str, Any], usage: Usage, cost: int) -> bytes:
-        data["model"] = ctx.entry.id if ctx.entry else ctx.requested_model
-        upstream_usage = data.get("usage")
-        reported: dict[str, Any] = upstream_usage if isinstance(upstream_usage, dict) else usage_dict(usage)
-        reported["cost"] = nanos_to_json(cost)
-        data["usage"] = reported
+        data["model"] = served_model(ctx)
+        data["usage"] = reported_usage(data.get("usage"), usage, cost)
         return orjson.dumps(data)
 
     def stream(self, ctx: RequestContext) -> _ChatStream:
@@ -77,15 +98,12 @@ class _ChatStream:
     def end(self, usage_raw: dict[str, Any] | None, usage: Usage, cost: int) -> bytes:
         tail = b""
         if self.ctx.include_usage:
-            reported = dict(usage_raw) if usage_raw else usage_dict(usage)
-            reported["cost"] = nanos_to_json(cost)
             tail = json_event({"id": self.chunk_id, "object": "chat.completion.chunk", "created": self.created,
-                               "model": self.model, "choices": [], "usage": reported})
+                               "model": self.model, "choices": [], "usage": reported_usage(usage_raw, usage, cost)})
         return tail + DONE_EVENT
 
     def fail(self, message: str) -> bytes:
-        return json_event({"error": {"message": message, "type": "upstream_error", "param": None,
-                                     "code": "upstream_stream_interrupted"}})
+        return stream_failure(message)
 
 
 def ChatCompletions(container: Container) -> InferenceEndpoint:  # noqa: N802 - reads as the endpoint it builds

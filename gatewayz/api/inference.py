@@ -99,7 +99,7 @@ class InferenceEndpoint:
                 d.parse(ctx)
             ctx.rate = await c.limits.check(ctx)
             plan(ctx, c, scope)
-            await reserve(ctx, c.credits, c.ledger)
+            await reserve(ctx, c.credits, c.ledger, c.plans)
             try:
                 reply = await c.dispatch(ctx, ctx.started + c.settings.request_deadline_s)
             except (GatewayError, UpstreamResponse) as exc:
@@ -163,12 +163,13 @@ class InferenceEndpoint:
         renderer = self.dialect.stream(ctx)
         events = reply.first
         failure: str | None = None
+        ended = False
         try:
             while True:
                 out = renderer.chunks(tracker.parse(events))
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-                if tracker.done:
+                if tracker.done or ended:
                     break
                 t0 = time.perf_counter()
                 try:
@@ -178,9 +179,7 @@ class InferenceEndpoint:
                     break
                 finally:
                     ctx.upstream_s += time.perf_counter() - t0
-                if not chunk:
-                    failure = "truncated"
-                    break
+                ended = not chunk  # feed(b"") lets a wire without a terminal event complete (see StreamDecoder)
                 events = decoder.feed(chunk)
             if tracker.upstream_error is not None:
                 failure = "error_event"

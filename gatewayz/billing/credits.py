@@ -5,6 +5,10 @@ Two implementations share one contract (tests/billing/test_credit_contract.py):
   are written in batches (ledger + balance + usage in one transaction). The default for one worker.
 - SqlAuthority: holds are rows and a held_nanos column changed by conditional UPDATEs, so any number of
   workers sharing the database agree. Used when several workers run without a shared in-memory store.
+
+Both spend the allowance (billing.allowance) before purchased credits: a hold is taken against the sum, the
+written charge says which part paid. Given the period a request belongs to, they first reset an allowance
+left from an earlier period (one locked transaction; the policy comes from gatewayz.plans).
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 
+from gatewayz.billing.allowance import PeriodPolicy, Reset
 from gatewayz.billing.store import DuplicateHold, LedgerStore, Settlement
 from gatewayz.billing.writer import SettlementWriter
 from gatewayz.errors import Conflict, InsufficientCredits, NotFound
@@ -35,10 +40,13 @@ class Hold:
 
 
 class CreditAuthority(Protocol):
-    async def reserve(self, user_id: int, request_id: str, amount: int) -> Hold: ...
+    async def reserve(self, user_id: int, request_id: str, amount: int, period: str | None = None) -> Hold: ...
     def settle(self, hold: Hold, settlement: Settlement) -> int: ...
     def release(self, hold: Hold) -> None: ...
     async def balance(self, user_id: int) -> int: ...
+    async def funds(self, user_id: int, period: str | None = None) -> tuple[int, int]: ...
+    async def reset(self, user_id: int, changes: dict[str, Any] | None = None,
+                    require: list[Any] | None = None) -> Reset | None: ...
     def credited(self, user_id: int, amount: int) -> None: ...
     async def drain(self) -> None: ...
 
@@ -58,13 +66,27 @@ def duplicate(request_id: str) -> Conflict:
                     "use a new request id for a new request.", code="duplicate_request_id")
 
 
+def _policy_of(policy: PeriodPolicy | None) -> PeriodPolicy:
+    if policy is None:
+        raise RuntimeError("this credit authority was built without a period policy")
+    return policy
+
+
 @dataclass(slots=True)
 class _Account:
     balance: int                 # durable balance as last known (this process applies every change it makes)
+    allowance: int = 0           # durable allowance as last known
+    period: str | None = None    # the allowance's period as last known
     held: int = 0                # sum of open holds
     pending: int = 0             # settled here but not yet written
     generation: int = 0          # bumps on every change, so a reload never overwrites a newer state
+    # Held while the allowance is reset: no hold is taken against the state being replaced, and a reload
+    # meanwhile is discarded.
+    resetting: asyncio.Lock = field(default_factory=asyncio.Lock)
     loaded_at: float = field(default_factory=time.monotonic)
+
+    def spendable(self) -> int:
+        return self.balance + self.allowance - self.held - self.pending
 
 
 class MemoryAuthority:
@@ -72,9 +94,10 @@ class MemoryAuthority:
     RECENT_S = 10.0      # how long a written settlement's request id is remembered here
     RECENT_MAX = 50_000
 
-    def __init__(self, store: LedgerStore, writer: SettlementWriter) -> None:
+    def __init__(self, store: LedgerStore, writer: SettlementWriter, policy: PeriodPolicy | None = None) -> None:
         self._store = store
         self._writer = writer
+        self._policy = policy
         self._accounts: dict[int, _Account] = {}
         self._open: dict[tuple[int, str], int] = {}  # holds and settlements not yet durable
         # Closes the gap between the database check for a reused request id and the hold: a settlement that
@@ -87,28 +110,64 @@ class MemoryAuthority:
             if acct.held == 0 and acct.pending == 0 and time.monotonic() - acct.loaded_at > self.RELOAD_AFTER_S:
                 await self._reload(user_id, acct)
             return acct
-        balance = await self._store.balance(user_id)
-        if balance is None:
+        funds = await self._store.funds(user_id)
+        if funds is None:
             raise NotFound("User not found.", code="user_not_found")
         acct = self._accounts.get(user_id)  # another request may have loaded it meanwhile
         if acct is None:
-            acct = self._accounts[user_id] = _Account(balance=balance)
+            acct = self._accounts[user_id] = _Account(funds.balance, funds.allowance, funds.period)
         return acct
 
     async def _reload(self, user_id: int, acct: _Account) -> None:
         """Pick up changes made outside this process (say, the CLI) while nothing is in flight."""
         gen = acct.generation
-        balance = await self._store.balance(user_id)
-        if balance is not None and acct.generation == gen and acct.held == 0 and acct.pending == 0:
-            acct.balance = balance
+        funds = await self._store.funds(user_id)
+        if funds is not None and acct.generation == gen and acct.held == 0 and acct.pending == 0 \
+                and not acct.resetting.locked():
+            acct.balance, acct.allowance, acct.period = funds.balance, funds.allowance, funds.period
         acct.loaded_at = time.monotonic()
 
-    async def reserve(self, user_id: int, request_id: str, amount: int) -> Hold:
+    async def _reset(self, user_id: int, acct: _Account, changes: dict[str, Any] | None = None,
+                     require: list[Any] | None = None, unless_in: str | None = None) -> Reset | None:
+        """Reset the allowance in the database, keeping what this process's holds and unwritten charges
+        still need, and apply the same change here."""
+        async with acct.resetting:
+            if unless_in is not None and acct.period == unless_in:
+                return None   # another request reset it meanwhile
+            r = await self._store.reset_allowance(user_id, _policy_of(self._policy), acct.held + acct.pending,
+                                                  changes=changes, require=require)
+            if r is not None:
+                acct.allowance += r.delta
+                acct.period = r.period
+                acct.generation += 1
+        return r
+
+    async def _in_period(self, user_id: int, acct: _Account, period: str | None) -> None:
+        """Wait out a reset in progress; reset the allowance when it belongs to another period."""
+        if acct.resetting.locked():
+            async with acct.resetting:
+                pass
+        if period is not None and acct.period != period and self._policy is not None:
+            await self._reset(user_id, acct, unless_in=period)
+
+    async def reset(self, user_id: int, changes: dict[str, Any] | None = None,
+                    require: list[Any] | None = None) -> Reset | None:
+        """Change plan or trial columns (when `require` holds) and reset the allowance; None when the
+        user is unknown or `require` failed."""
+        try:
+            acct = await self._account(user_id)
+        except NotFound:
+            return None
+        return await self._reset(user_id, acct, changes, require)
+
+    async def reserve(self, user_id: int, request_id: str, amount: int, period: str | None = None) -> Hold:
         acct = await self._account(user_id)
+        await self._in_period(user_id, acct, period)
+        # From here to the hold nothing awaits: the check and the hold are one step on the event loop.
         key = (user_id, request_id)
         if key in self._open or key in self._recent:
             raise duplicate(request_id)
-        available = acct.balance - acct.held - acct.pending
+        available = acct.spendable()
         if amount > available:
             raise insufficient(available, amount)
         acct.held += amount
@@ -127,7 +186,8 @@ class MemoryAuthority:
 
         def done(charged: int) -> None:
             acct.pending -= cost
-            acct.balance -= charged
+            acct.allowance -= settlement.from_allowance
+            acct.balance -= charged - settlement.from_allowance
             acct.generation += 1
             self._open.pop(key, None)
             now = time.monotonic()
@@ -146,9 +206,16 @@ class MemoryAuthority:
             acct.generation += 1
 
     async def balance(self, user_id: int) -> int:
-        """The balance after every settled charge (open holds are not deducted)."""
+        """The purchased balance after every settled charge (open holds are not deducted)."""
+        return (await self.funds(user_id))[0]
+
+    async def funds(self, user_id: int, period: str | None = None) -> tuple[int, int]:
+        """(purchased balance, allowance) after every settled charge; charges not yet written are taken
+        from the allowance first, as they will be."""
         acct = await self._account(user_id)
-        return acct.balance - acct.pending
+        await self._in_period(user_id, acct, period)
+        from_allowance = min(acct.pending, max(acct.allowance, 0))
+        return acct.balance - (acct.pending - from_allowance), acct.allowance - from_allowance
 
     def credited(self, user_id: int, amount: int) -> None:
         acct = self._accounts.get(user_id)
@@ -161,22 +228,43 @@ class MemoryAuthority:
 
 
 class SqlAuthority:
-    def __init__(self, store: LedgerStore, writer: SettlementWriter, hold_ttl_s: int) -> None:
+    def __init__(self, store: LedgerStore, writer: SettlementWriter, hold_ttl_s: int,
+                 policy: PeriodPolicy | None = None) -> None:
         self._store = store
         self._writer = writer
         self._ttl = timedelta(seconds=hold_ttl_s)
+        self._policy = policy
 
-    async def reserve(self, user_id: int, request_id: str, amount: int) -> Hold:
+    async def reserve(self, user_id: int, request_id: str, amount: int, period: str | None = None) -> Hold:
+        """One conditional UPDATE. Given a period, the hold also requires the allowance to belong to it;
+        when it does not, the allowance is reset first and the hold tried once more."""
+        if self._policy is None:
+            period = None
+        expires = datetime.now(UTC) + self._ttl
         try:
-            remaining = await self._store.hold(user_id, request_id, amount, datetime.now(UTC) + self._ttl)
+            remaining = await self._store.hold(user_id, request_id, amount, expires, period)
+            if remaining is None and period is not None:
+                state = await self._store.funds(user_id)
+                if state is not None and state.period != period:
+                    r = await self.reset(user_id)
+                    period = r.period if r else period
+                # Tried again even when the period now matches: a concurrent request may have reset the
+                # allowance between the failed hold and the read (refusing then was a spurious 402).
+                remaining = await self._store.hold(user_id, request_id, amount, expires, period)
         except (IntegrityError, DuplicateHold):
             raise duplicate(request_id) from None
         if remaining is None:
-            state = await self._store.balances(user_id)
-            if state is None:
+            funds = await self._store.funds(user_id)
+            if funds is None:
                 raise NotFound("User not found.", code="user_not_found")
-            raise insufficient(max(state[0] - state[1], 0), amount)
+            raise insufficient(max(funds.balance + funds.allowance - funds.held, 0), amount)
         return Hold(user_id, request_id, amount, remaining)
+
+    async def reset(self, user_id: int, changes: dict[str, Any] | None = None,
+                    require: list[Any] | None = None) -> Reset | None:
+        # The database knows every hold (held_nanos): nothing in flight outside it.
+        return await self._store.reset_allowance(user_id, _policy_of(self._policy), 0, changes=changes,
+                                                  require=require)
 
     def settle(self, hold: Hold, settlement: Settlement) -> int:
         cost = min(settlement.cost_nanos, hold.amount)
@@ -189,10 +277,17 @@ class SqlAuthority:
         self._writer.submit_one(lambda: self._store.release(hold.user_id, hold.request_id))
 
     async def balance(self, user_id: int) -> int:
-        state = await self._store.balances(user_id)
+        return (await self.funds(user_id))[0]
+
+    async def funds(self, user_id: int, period: str | None = None) -> tuple[int, int]:
+        state = await self._store.funds(user_id)
         if state is None:
             raise NotFound("User not found.", code="user_not_found")
-        return state[0]
+        if period is not None and state.period != period and self._policy is not None:
+            r = await self.reset(user_id)
+            if r is not None:
+                return r.balance, r.allowance
+        return state.balance, state.allowance
 
     def credited(self, user_id: int, amount: int) -> None:
         return None  # the database is the authority: nothing cached here
@@ -200,9 +295,11 @@ class SqlAuthority:
     async def drain(self) -> None:
         await self._writer.drain()
 
-    async def sweep_forever(self, every_s: float = 60.0) -> None:
+    async def sweep_forever(self, every_s: float | None = None) -> None:
         """Release the holds of requests whose worker died before settling them (they expire after
-        hold_ttl_s), so no balance stays blocked."""
+        hold_ttl_s), so no balance stays blocked. Sweeps every half TTL (at most every minute)."""
+        if every_s is None:
+            every_s = min(60.0, max(1.0, self._ttl.total_seconds() / 2))
         while True:
             await asyncio.sleep(every_s)
             try:
@@ -215,7 +312,7 @@ class SqlAuthority:
 
 
 def make_authority(kind: str, workers: int, store: LedgerStore, writer: SettlementWriter,
-                   hold_ttl_s: int) -> CreditAuthority:
+                   hold_ttl_s: int, policy: PeriodPolicy | None = None) -> CreditAuthority:
     if kind == "memory" or (kind == "auto" and workers == 1):
-        return MemoryAuthority(store, writer)
-    return SqlAuthority(store, writer, hold_ttl_s)
+        return MemoryAuthority(store, writer, policy)
+    return SqlAuthority(store, writer, hold_ttl_s, policy)

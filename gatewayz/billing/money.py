@@ -38,10 +38,10 @@ def token_cost_nanos(prompt_tokens: int, completion_tokens: int, input_picos: in
     return -(-picos // PICOS_PER_NANO)
 
 
-def media_cost_nanos(images: int, audio_ms: int, characters: int, image_nanos: int, second_nanos: int,
+def media_cost_nanos(images: int, audio_ms: int, characters: int, image_nanos: int, minute_nanos: int,
                      character_picos: int) -> int:
-    """Exact cost of media units (images, milliseconds of audio, characters), rounded up to a nanodollar."""
-    picos = (images * image_nanos + audio_ms * second_nanos // 1000) * PICOS_PER_NANO + characters * character_picos
-    if audio_ms * second_nanos % 1000:
-        picos += PICOS_PER_NANO  # a part of a nanodollar for audio: round up, like tokens
+    """Exact cost of media units (images, milliseconds of audio priced per minute, characters), rounded up
+    to a whole nanodollar like tokens."""
+    audio_picos = -(-(audio_ms * minute_nanos) // 60)  # ms x nanos/min x 1000 picos/nano / 60,000 ms/min
+    picos = images * image_nanos * PICOS_PER_NANO + audio_picos + characters * character_picos
     return -(-picos // PICOS_PER_NANO)

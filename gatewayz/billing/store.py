@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gatewayz.billing.allowance import Funds, PeriodPolicy, Reset, change_account, reset_in
 from gatewayz.storage.db import create_sync_engine
 from gatewayz.storage.schema import credit_holds, credit_transactions, usage_records, users
 
@@ -35,6 +36,7 @@ class Settlement:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     usage: dict[str, Any] = field(default_factory=dict)
+    from_allowance: int = 0   # set when written: the part of the charge paid from the allowance
 
 
 class UnknownUser(Exception):
@@ -80,6 +82,34 @@ class LedgerStore:
                                       .where(users.c.id == user_id))).first()
             return (row[0], row[1]) if row else None
 
+    async def funds(self, user_id: int) -> Funds | None:
+        u = users.c
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(u.balance_nanos, u.allowance_nanos, u.held_nanos, u.allowance_period)
+                                      .where(u.id == user_id))).first()
+        return Funds(int(row[0]), int(row[1]), int(row[2]), row[3]) if row else None
+
+    async def reset_allowance(self, user_id: int, policy: PeriodPolicy, in_flight: int = 0, *,
+                              changes: dict[str, Any] | None = None,
+                              require: list[sa.ColumnElement[bool]] | None = None) -> Reset | None:
+        """Bring the user's allowance to the policy's period (see billing.allowance), first applying
+        `changes` (a plan, a trial) when `require` holds, all in one transaction. `in_flight` is what this
+        process holds outside the database. None when the user is unknown or `require` failed."""
+        async with self._engine.begin() as conn:
+            if changes and not await change_account(conn, user_id, changes, require or []):
+                return None
+            return await reset_in(conn, user_id, policy, in_flight, _now())
+
+    async def spent_since(self, user_id: int, since: datetime, key_id: int | None = None) -> int:
+        """What the user (or one of its keys) was charged since `since`, from the usage records."""
+        u = usage_records.c
+        q = sa.select(sa.func.coalesce(sa.func.sum(u.cost_nanos), 0)).where(u.user_id == user_id,
+                                                                              u.created_at >= since)
+        if key_id is not None:
+            q = q.where(u.api_key_id == key_id)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
     async def add(self, user_id: int, amount_nanos: int, kind: str, *, actor: str | None = None,
                   description: str | None = None, request_id: str | None = None) -> int:
         """Credit (or, negative, debit) a balance with its ledger row; returns the new balance."""
@@ -119,15 +149,20 @@ class LedgerStore:
 
     # -- holds for the database credit authority (several workers sharing one database) --
 
-    async def hold(self, user_id: int, request_id: str, amount: int, expires_at: datetime) -> int | None:
-        """Take a hold atomically; returns the balance still available after it, or None when the available
-        balance is short. Raises IntegrityError on a duplicate (user, request id)."""
+    async def hold(self, user_id: int, request_id: str, amount: int, expires_at: datetime,
+                   period: str | None = None) -> int | None:
+        """Take a hold atomically against balance + allowance; returns what is still available after it, or
+        None when that is short (or, given `period`, when the allowance belongs to another period). Raises
+        IntegrityError on a duplicate (user, request id)."""
+        u = users.c
+        available = u.balance_nanos + u.allowance_nanos - u.held_nanos
+        where = [u.id == user_id, available >= amount]
+        if period is not None:
+            where.append(u.allowance_period == period)
         async with self._engine.begin() as conn:
             res = await conn.execute(
-                users.update().where(users.c.id == user_id,
-                                     users.c.balance_nanos - users.c.held_nanos >= amount)
-                .values(held_nanos=users.c.held_nanos + amount)
-                .returning(users.c.balance_nanos - users.c.held_nanos))
+                users.update().where(*where).values(held_nanos=u.held_nanos + amount)
+                .returning(u.balance_nanos + u.allowance_nanos - u.held_nanos))
             remaining = res.scalar_one_or_none()
             if remaining is None:
                 return None
@@ -151,6 +186,7 @@ class LedgerStore:
                 await _drop_hold(conn, item.user_id, item.request_id)
                 return (await conn.run_sync(lambda c: _apply_batch(c, [item])))[0]
         except IntegrityError:
+            item.from_allowance = 0
             await self.release(item.user_id, item.request_id)
             return 0
 
@@ -187,13 +223,15 @@ async def credit(conn: AsyncConnection, user_id: int, amount_nanos: int, kind: s
     credit authority (`CreditAuthority.credited`) once its transaction has committed."""
     res = await conn.execute(users.update().where(users.c.id == user_id)
                              .values(balance_nanos=users.c.balance_nanos + amount_nanos)
-                             .returning(users.c.balance_nanos))
-    after = res.scalar_one_or_none()
-    if after is None:
+                             .returning(users.c.balance_nanos, users.c.allowance_nanos))
+    row = res.first()
+    if row is None:
         raise UnknownUser(user_id)
+    after = row[0]
     await conn.execute(credit_transactions.insert().values(
-        user_id=user_id, type=kind, amount_nanos=amount_nanos, balance_after_nanos=after, request_id=request_id,
-        description=description, actor=actor, created_at=_now()))
+        user_id=user_id, type=kind, amount_nanos=amount_nanos, balance_after_nanos=after,
+        allowance_after_nanos=row[1], request_id=request_id, description=description, actor=actor,
+        created_at=_now()))
     return int(after)
 
 
@@ -209,6 +247,7 @@ def _apply_with_retry(target: Engine | Connection, items: list[Settlement]) -> l
                 with _begin(target) as conn:
                     charged.extend(_apply_batch(conn, [item]))
             except IntegrityError:
+                item.from_allowance = 0
                 charged.append(0)  # already settled once: never twice
         return charged
 
@@ -227,6 +266,7 @@ def _apply_batch(conn: Connection, items: list[Settlement]) -> list[int]:
     now = _now()
     per_user: dict[int, list[int]] = defaultdict(list)
     for i, item in enumerate(items):
+        item.from_allowance = 0   # this attempt decides it (a batch redone item by item sets it again)
         if item.cost_nanos > 0:
             per_user[item.user_id].append(i)
     charged = [0] * len(items)
@@ -235,20 +275,25 @@ def _apply_batch(conn: Connection, items: list[Settlement]) -> list[int]:
         # A no-op UPDATE takes the row's write lock first (PostgreSQL row lock, SQLite write lock), so the
         # read and the write below cannot interleave with another writer.
         row = conn.execute(users.update().where(users.c.id == user_id).values(balance_nanos=users.c.balance_nanos)
-                           .returning(users.c.balance_nanos, users.c.held_nanos)).first()
+                           .returning(users.c.balance_nanos, users.c.held_nanos, users.c.allowance_nanos)).first()
         if row is None:
             continue
-        balance, held = int(row[0]), int(row[1])
+        balance, held, allowance = int(row[0]), int(row[1]), int(row[2])
         for i in idxs:
             it = items[i]
             # Never below zero, never into other requests' holds: usage beyond the hold is capped.
-            charged[i] = min(it.cost_nanos, max(balance - held, 0))
-            balance -= charged[i]
-            ledger_rows.append({"user_id": user_id, "type": USAGE, "amount_nanos": -charged[i],
-                                "balance_after_nanos": balance, "request_id": it.request_id, "model": it.model,
+            charged[i] = min(it.cost_nanos, max(balance + allowance - held, 0))
+            # The allowance pays first; purchased credits only for the rest.
+            it.from_allowance = min(charged[i], allowance)
+            allowance -= it.from_allowance
+            balance -= charged[i] - it.from_allowance
+            ledger_rows.append({"user_id": user_id, "type": USAGE, "amount_nanos": -(charged[i] - it.from_allowance),
+                                "balance_after_nanos": balance, "allowance_nanos": -it.from_allowance,
+                                "allowance_after_nanos": allowance, "request_id": it.request_id, "model": it.model,
                                 "prompt_tokens": it.prompt_tokens, "completion_tokens": it.completion_tokens,
                                 "description": None, "actor": None, "created_at": now})
-        conn.execute(users.update().where(users.c.id == user_id).values(balance_nanos=balance))
+        conn.execute(users.update().where(users.c.id == user_id).values(balance_nanos=balance,
+                                                                          allowance_nanos=allowance))
     if ledger_rows:
         conn.execute(credit_transactions.insert(), ledger_rows)
     usage_rows = [dict(item.usage, user_id=item.user_id, request_id=item.request_id, cost_nanos=charged[i],

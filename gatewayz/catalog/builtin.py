@@ -50,12 +50,14 @@ def builtin_models(enabled: set[str], taken: set[str], raw: list[dict[str, Any]]
         aliases = list(aliases_for.get(m["id"], []))
         if bare_count[bare] == 1 and bare not in taken and bare not in served and bare != m["id"]:
             aliases.insert(0, bare)
-        first = routes[0]
         out.append(ModelConfig(
             id=m["id"], aliases=aliases, context_length=max(int(m["context_length"]), 1),
             max_output_tokens=max(int(m["max_output_tokens"]), 1) if m["max_output_tokens"] else None,
-            pricing=Pricing(input=Decimal(first["input"]), output=Decimal(first["output"])),
-            providers=[ModelRoute(provider=r["provider"], model=r["model"],
-                                  pricing=Pricing(input=Decimal(r["input"]), output=Decimal(r["output"])))
-                       for r in routes]))
+            mode=m.get("mode", "chat"), pricing=_pricing(routes[0]),
+            providers=[ModelRoute(provider=r["provider"], model=r["model"], pricing=_pricing(r)) for r in routes]))
     return out
+
+
+def _pricing(route: dict[str, Any]) -> Pricing:
+    return Pricing(**{k: Decimal(route[k]) for k in ("input", "output", "image", "audio_minute", "characters")
+                      if k in route})

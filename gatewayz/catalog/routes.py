@@ -19,7 +19,7 @@ def model_json(e: CatalogEntry) -> dict[str, Any]:
                                "input_per_million": str(e.input_per_million),
                                "output_per_million": str(e.output_per_million), "currency": "USD"}
     if e.pricing is not None:
-        for name, value in (("image", e.pricing.image), ("audio_second", e.pricing.audio_second),
+        for name, value in (("image", e.pricing.image), ("audio_minute", e.pricing.audio_minute),
                             ("characters_per_million", e.pricing.characters)):
             if value:
                 pricing[name] = str(value)

@@ -16,11 +16,11 @@ log = logging.getLogger("gatewayz.catalog")
 @dataclass(frozen=True, slots=True)
 class UnitPrices:
     image_nanos: int = 0          # per generated image
-    second_nanos: int = 0         # per second of audio in
+    minute_nanos: int = 0         # per minute of audio in (billed by the millisecond)
     character_picos: int = 0      # per character of text spoken
 
     def any(self) -> bool:
-        return bool(self.image_nanos or self.second_nanos or self.character_picos)
+        return bool(self.image_nanos or self.minute_nanos or self.character_picos)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class Route:
 
     @classmethod
     def priced(cls, provider: str, upstream_model: str, p: Pricing, weight: float | None = None) -> Route:
-        units = UnitPrices(usd_to_nanos(p.image), usd_to_nanos(p.audio_second), per_million_to_picos(p.characters))
+        units = UnitPrices(usd_to_nanos(p.image), usd_to_nanos(p.audio_minute), per_million_to_picos(p.characters))
         return cls(provider, upstream_model, per_million_to_picos(p.input), per_million_to_picos(p.output), weight,
                    units if units.any() else None)
 

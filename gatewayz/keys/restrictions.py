@@ -1,11 +1,12 @@
 """What one API key may do: models, scopes, client addresses (IPv4, IPv6, CIDR), referrers, its own rate
-limits. Validated when set; checked on every request from the cached principal (no I/O)."""
+limits and daily spend. Validated when set; checked on every request from the cached principal (no I/O)."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,8 @@ class RestrictionsIn(BaseModel):
     allowed_referrers: list[str] | None = Field(default=None, max_length=100)
     rpm_limit: int | None = Field(default=None, ge=1, le=10_000_000)
     tpm_limit: int | None = Field(default=None, ge=1, le=10_000_000_000)
+    # USD this key may spend per UTC day (stored as daily_spend_limit_nanos).
+    daily_spend_limit: Decimal | None = Field(default=None, gt=0, le=Decimal(1_000_000), decimal_places=9)
 
     @field_validator("allowed_models")
     @classmethod
@@ -80,6 +83,7 @@ class Restrictions:
     referrers: tuple[str, ...] | None = None
     rpm_limit: int | None = None
     tpm_limit: int | None = None
+    daily_spend_limit_nanos: int | None = None
 
     @classmethod
     def from_row(cls, m: Any) -> Restrictions:
@@ -90,7 +94,8 @@ class Restrictions:
                    scopes=frozenset(get("scopes")) if get("scopes") is not None else None,
                    networks=tuple(ipaddress.ip_network(i, strict=False) for i in ips) if ips is not None else None,
                    referrers=tuple(get("allowed_referrers")) if get("allowed_referrers") is not None else None,
-                   rpm_limit=get("rpm_limit"), tpm_limit=get("tpm_limit"))
+                   rpm_limit=get("rpm_limit"), tpm_limit=get("tpm_limit"),
+                   daily_spend_limit_nanos=get("daily_spend_limit_nanos"))
 
     def check_scope(self, scope: str) -> None:
         if self.scopes is not None and scope not in self.scopes:

@@ -30,6 +30,10 @@ class Principal:
     expires_at: float | None = None  # epoch seconds
     restrictions: Restrictions = Restrictions()
     session_id: int | None = None
+    # The user's plan and trial (gatewayz.plans): their limits, daily cap and allowance period.
+    plan: str = "free"
+    trial_source: str | None = None
+    trial_expires_at: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -130,7 +134,8 @@ class KeyService:
             return None
         expires = record.expires_at.timestamp() if record.expires_at else None
         return Principal(user_id=record.user_id, key_id=record.id, role=record.role, expires_at=expires,
-                         restrictions=Restrictions.from_row(record.restrictions or {}))
+                         restrictions=Restrictions.from_row(record.restrictions or {}), plan=record.plan,
+                         trial_source=record.trial_source, trial_expires_at=record.trial_expires_at)
 
     async def create(self, user_id: int, name: str, expires_at: datetime | None = None,
                      restrictions: dict[str, Any] | None = None, replaces: int | None = None) -> CreatedKey:
@@ -167,6 +172,11 @@ class KeyService:
         """A new secret with the same name and restrictions; the old one stops working at once."""
         old = await self.get(user_id, key_id)
         return await self.create(user_id, old.name, old.expires_at, old.restrictions, replaces=key_id)
+
+    async def user_changed(self, user_id: int) -> None:
+        """The user's plan or trial changed: every worker drops its cached copies of the user's keys."""
+        for record in await self._store.list_for_user(user_id):
+            await self._revocations.publish(record.id)
 
     async def delete(self, user_id: int, key_id: int) -> None:
         if await self._store.deactivate(user_id, key_id) is None:

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gatewayz.storage.schema import api_keys, users
 
-RESTRICTION_COLUMNS = ("allowed_models", "scopes", "allowed_ips", "allowed_referrers", "rpm_limit", "tpm_limit")
+RESTRICTION_COLUMNS = ("allowed_models", "scopes", "allowed_ips", "allowed_referrers", "rpm_limit", "tpm_limit",
+                       "daily_spend_limit_nanos")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,9 @@ class KeyRecord:
     role: str = "user"
     user_active: bool = True
     restrictions: dict[str, Any] | None = None
+    plan: str = "free"
+    trial_source: str | None = None
+    trial_expires_at: datetime | None = None
 
 
 def _record(row: sa.Row[*tuple[Any, ...]]) -> KeyRecord:
@@ -33,7 +37,8 @@ def _record(row: sa.Row[*tuple[Any, ...]]) -> KeyRecord:
     return KeyRecord(id=m["id"], user_id=m["user_id"], name=m["name"], last4=m["last4"],
                      is_active=m["is_active"], expires_at=m["expires_at"], created_at=m["created_at"],
                      role=m.get("role", "user"), user_active=m.get("user_active", True),
-                     restrictions={c: m.get(c) for c in RESTRICTION_COLUMNS})
+                     restrictions={c: m.get(c) for c in RESTRICTION_COLUMNS}, plan=m.get("plan", "free"),
+                     trial_source=m.get("trial_source"), trial_expires_at=m.get("trial_expires_at"))
 
 
 _KEY_COLUMNS = (api_keys.c.id, api_keys.c.user_id, api_keys.c.name, api_keys.c.last4, api_keys.c.is_active,
@@ -72,7 +77,8 @@ class KeyStore:
             return bool(res.rowcount == 1)
 
     async def by_hash(self, key_hash: str) -> KeyRecord | None:
-        q = (sa.select(*_KEY_COLUMNS, users.c.role, users.c.is_active.label("user_active"))
+        q = (sa.select(*_KEY_COLUMNS, users.c.role, users.c.is_active.label("user_active"), users.c.plan,
+                       users.c.trial_source, users.c.trial_expires_at)
              .join(users, users.c.id == api_keys.c.user_id).where(api_keys.c.key_hash == key_hash))
         async with self._engine.connect() as conn:
             row = (await conn.execute(q)).first()

@@ -79,8 +79,7 @@ async def _serve(request: Request, c: Container, op: Operation, ctx: RequestCont
     if ctx.entry.mode != op.mode:
         raise InvalidRequest(f"{ctx.entry.id} is a {ctx.entry.mode} model; this endpoint serves {op.mode} models.",
                              param="model", code="wrong_model_type")
-    ctx.candidates = [cand for cand in ctx.candidates if cand.entry.mode == op.mode]
-    await reserve(ctx, c.credits, c.ledger, op.hold)
+    await reserve(ctx, c.credits, c.ledger, c.plans, op.hold)
     try:
         reply = await c.dispatch(ctx, ctx.started + c.settings.request_deadline_s)
     except (GatewayError, UpstreamResponse) as exc:

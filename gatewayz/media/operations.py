@@ -45,7 +45,7 @@ class Operation:
 def _prices(entry: CatalogEntry, route: Route | None) -> tuple[int, int, int, int, int]:
     units = route.units if route is not None else None
     return (route.input_picos if route else entry.input_picos, route.output_picos if route else entry.output_picos,
-            units.image_nanos if units else 0, units.second_nanos if units else 0,
+            units.image_nanos if units else 0, units.minute_nanos if units else 0,
             units.character_picos if units else 0)
 
 
@@ -100,11 +100,11 @@ def images_usage(ctx: RequestContext, body: bytes, content_type: str) -> Usage:
 
 # ------------------------------------------------------------------------------------------- transcriptions
 def transcription_hold(ctx: RequestContext, entry: CatalogEntry, route: Route | None) -> int:
-    price_in, price_out, _, second_nanos, _ = _prices(entry, route)
+    price_in, price_out, _, minute_nanos, _ = _prices(entry, route)
     size = len(ctx.form.file.data) if ctx.form is not None else len(ctx.raw)
     tokens_in = size // AUDIO_BYTES_PER_TOKEN_MIN + len(ctx.raw)
     return (token_cost_nanos(tokens_in, entry.max_output_tokens, price_in, price_out)
-            + media_cost_nanos(0, size // AUDIO_BYTES_PER_MS_MIN, 0, 0, second_nanos, 0))
+            + media_cost_nanos(0, size // AUDIO_BYTES_PER_MS_MIN, 0, 0, minute_nanos, 0))
 
 
 def wav_duration_ms(data: bytes) -> int | None:

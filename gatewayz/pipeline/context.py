@@ -49,6 +49,7 @@ class RequestContext:
     stream: bool = False
     include_usage: bool = False
     hold: Hold | None = None
+    daily: Any = None                        # plans.service.DailyHold: counted against the daily caps
     provider: str | None = None
     upstream_model: str | None = None
     upstream_s: float = 0.0
@@ -61,6 +62,7 @@ class RequestContext:
     rate: Any = None                         # pipeline.limit.RateState once the limits passed
     operation: str | None = None             # a non-chat operation's upstream path ("embeddings", ...)
     form: Any = None                         # providers.adapter.Form for a multipart operation
+    echo: Any = None                         # what a client dialect keeps from its request for the answer
     settled: bool = False
     observed: bool = False
 

@@ -8,9 +8,11 @@ carries OpenAI's x-ratelimit-* headers."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from gatewayz.errors import RateLimited
+from gatewayz.keys.service import Principal
 from gatewayz.limits.limiter import Decision, Limit, MemoryLimiter
 from gatewayz.limits.quota import limit_headers
 from gatewayz.limits.velocity import Velocity
@@ -30,6 +32,7 @@ class RateState:
     token_key: str = ""
     token_limit: Limit | None = None
     estimate: int = 0
+    user_tokens: list[tuple[str, Limit, int]] = field(default_factory=list)  # the user's bucket, its estimate
 
 
 def _refusal(d: Decision, reason: str, what: str, mode: str) -> RateLimited:
@@ -56,14 +59,21 @@ def estimate_tokens(ctx: RequestContext) -> int:
     return len(ctx.raw) // 4 + (requested_output_tokens(ctx.body) or 0)
 
 
+UserLimits = Callable[[Principal], tuple[int | None, int | None]]
+
+
 class RateLimits:
     def __init__(self, cfg: LimitsConfig, limiter: MemoryLimiter, velocity: Velocity,
-                 anonymous: AnonymousConfig | None = None) -> None:
+                 user_limits: UserLimits | None = None, anonymous: AnonymousConfig | None = None) -> None:
+        """`user_limits`: a user's requests and tokens per minute across their keys (their plan's, see
+        gatewayz.plans); by default `user_requests_per_minute` and no token limit. `anonymous`: layer 3."""
         self.limiter = limiter
         self.velocity = velocity
         self._rpm = Limit(cfg.requests_per_minute, MINUTE) if cfg.requests_per_minute else None
         self._tpm = Limit(cfg.tokens_per_minute, MINUTE) if cfg.tokens_per_minute else None
-        self._user_rpm = Limit(cfg.user_requests_per_minute, MINUTE) if cfg.user_requests_per_minute else None
+        default_user = (cfg.user_requests_per_minute or None, None)
+        self._user_limits: UserLimits = user_limits or (lambda _: default_user)
+        self._per_minute: dict[int, Limit] = {}
         self._ip = Limit(cfg.ip_requests_per_minute, MINUTE) if cfg.ip_requests_per_minute else None
         anon = anonymous or AnonymousConfig()
         self._anon_rpm = Limit(anon.requests_per_minute_per_ip, MINUTE)
@@ -88,6 +98,14 @@ class RateLimits:
             raise _refusal(d, reason, what, self.velocity.mode)
         return d
 
+    def _minute(self, amount: int | None) -> Limit | None:
+        if not amount:
+            return None
+        limit = self._per_minute.get(amount)
+        if limit is None:
+            limit = self._per_minute[amount] = Limit(amount, MINUTE)
+        return limit
+
     async def unauthenticated(self, ip: str) -> None:
         """Layer 1, for a request without a valid key: too many of those from one address become 429s."""
         if self._ip is not None:
@@ -99,16 +117,37 @@ class RateLimits:
         if p.is_anonymous:
             return await self._anonymous(ctx)
         assert p.user_id is not None
+        rpm_amount, tpm_amount = self._user_limits(p)
+        spent = await self._user_budget(ctx, p.user_id, self._minute(rpm_amount), self._minute(tpm_amount))
         rpm, tpm = self.key_limits(p.restrictions.rpm_limit, p.restrictions.tpm_limit)
-        if self._user_rpm is None:
-            return await self._requests_and_tokens(ctx, f"k{p.key_id}", rpm, tpm, "key", "this API key")
-        user_key = f"u{p.user_id}:rpm"
-        await self._consume(user_key, self._user_rpm, "user_requests", "requests of this account")
         try:
-            return await self._requests_and_tokens(ctx, f"k{p.key_id}", rpm, tpm, "key", "this API key")
+            state = await self._requests_and_tokens(ctx, f"k{p.key_id}", rpm, tpm, "key", "this API key")
         except RateLimited:
-            await self.limiter.refund(user_key, self.applied(self._user_rpm), 1)  # a refusal costs no budget
+            await self._refund(spent)  # a refusal costs no budget of any layer
             raise
+        state.user_tokens = [s for s in spent if s[0].endswith(":tpm")]
+        return state
+
+    async def _user_budget(self, ctx: RequestContext, user_id: int, rpm: Limit | None,
+                           tpm: Limit | None) -> list[tuple[str, Limit, int]]:
+        """The user's requests and tokens per minute across their keys; what was taken, to give back or correct."""
+        spent: list[tuple[str, Limit, int]] = []
+        try:
+            if rpm is not None:
+                await self._consume(f"u{user_id}:rpm", rpm, "user_requests", "requests of this account")
+                spent.append((f"u{user_id}:rpm", self.applied(rpm), 1))
+            if tpm is not None:
+                estimate = min(estimate_tokens(ctx), self.applied(tpm).amount)
+                await self._consume(f"u{user_id}:tpm", tpm, "user_tokens", "tokens of this account", estimate)
+                spent.append((f"u{user_id}:tpm", self.applied(tpm), estimate))
+        except RateLimited:
+            await self._refund(spent)
+            raise
+        return spent
+
+    async def _refund(self, spent: list[tuple[str, Limit, int]]) -> None:
+        for key, limit, cost in spent:
+            await self.limiter.refund(key, limit, cost)
 
     async def _anonymous(self, ctx: RequestContext) -> RateState:
         """Layers 1 and 3: an anonymous request is unauthenticated traffic, and has its own stricter budget."""
@@ -145,9 +184,12 @@ class RateLimits:
 
     async def correct(self, ctx: RequestContext, state: RateState) -> None:
         """After the response: count the tokens really used instead of the estimate."""
+        used = ctx.usage.prompt_tokens + ctx.usage.completion_tokens if ctx.usage else 0
+        for key, limit, estimate in state.user_tokens:
+            if used != estimate:
+                await self.limiter.adjust(key, limit, used - estimate)
         if state.token_limit is None:
             return
-        used = ctx.usage.prompt_tokens + ctx.usage.completion_tokens if ctx.usage else 0
         if used != state.estimate:
             await self.limiter.adjust(state.token_key, state.token_limit, used - state.estimate)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gatewayz.errors import InvalidRequest
 from gatewayz.pipeline.context import RequestContext
 from gatewayz.routing.planner import fallback_models, parse_prefs
 
@@ -24,6 +25,9 @@ def plan(ctx: RequestContext, c: Container, scope: Any) -> None:
         ctx.entry = c.routers.choose(ctx.requested_model, ctx.body).entry
     else:
         ctx.entry = c.catalog.resolve(ctx.requested_model)
+    if ctx.operation is None and ctx.entry.mode != "chat":
+        raise InvalidRequest(f"{ctx.entry.id} is a {ctx.entry.mode} model; chat endpoints serve chat models.",
+                             param="model", code="wrong_model_type")
     allowed = ctx.principal.restrictions if ctx.principal else None
     if allowed is not None:
         allowed.check_model(ctx.entry.id, ctx.requested_model, *ctx.entry.aliases)

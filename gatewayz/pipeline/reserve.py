@@ -1,4 +1,5 @@
-"""Stage: hold the most this request can cost before any upstream call; refuse with 402 if it can't be paid."""
+"""Stage: hold the most this request can cost before any upstream call; refuse with 402 if it can't be paid,
+or if it could pass a daily spending cap of the user or the key."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from gatewayz.billing.credits import CreditAuthority, duplicate
 from gatewayz.billing.money import token_cost_nanos
 from gatewayz.billing.store import LedgerStore
 from gatewayz.catalog.service import CatalogEntry, Route
+from gatewayz.errors import InsufficientCredits
 from gatewayz.pipeline.context import RequestContext
 from gatewayz.pipeline.parse import requested_output_tokens
+from gatewayz.plans.service import PlanService
 
 # A prompt never has more tokens than it has bytes of text, except images: bound each by a generous
 # per-image count (a high-detail image is under 2,000 tokens at the providers we know).
@@ -52,7 +55,7 @@ def worst_case(ctx: RequestContext, hold: HoldFn = chat_hold) -> int:
     return max(hold(ctx, c.entry, c.route) for c in ctx.candidates)
 
 
-async def reserve(ctx: RequestContext, authority: CreditAuthority, ledger: LedgerStore,
+async def reserve(ctx: RequestContext, authority: CreditAuthority, ledger: LedgerStore, plans: PlanService,
                   hold: HoldFn = chat_hold) -> None:
     entry, principal = ctx.entry, ctx.principal
     assert entry is not None and principal is not None
@@ -61,4 +64,18 @@ async def reserve(ctx: RequestContext, authority: CreditAuthority, ledger: Ledge
     assert principal.user_id is not None
     if ctx.client_request_id and await ledger.charged(principal.user_id, ctx.request_id):
         raise duplicate(ctx.request_id)
-    ctx.hold = await authority.reserve(principal.user_id, ctx.request_id, worst_case(ctx, hold))
+    amount = worst_case(ctx, hold)
+    daily = await plans.count_daily(principal, amount)
+    try:
+        # The allowance of the caller's current period is spent first (a new period resets it first).
+        ctx.hold = await authority.reserve(principal.user_id, ctx.request_id, amount,
+                                           plans.book.period_of(principal))
+    except InsufficientCredits as exc:
+        if daily is not None:
+            daily.settle(0)
+        raise plans.explain(principal, exc) from None
+    except BaseException:
+        if daily is not None:
+            daily.settle(0)
+        raise
+    ctx.daily = daily

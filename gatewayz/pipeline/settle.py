@@ -56,11 +56,13 @@ def settle(ctx: RequestContext, authority: CreditAuthority) -> int:
         units = ctx.route.units if ctx.route else None
         if units is not None:
             cost += media_cost_nanos(usage.images, usage.audio_ms, usage.characters, units.image_nanos,
-                                     units.second_nanos, units.character_picos)
+                                     units.minute_nanos, units.character_picos)
     settlement = Settlement(user_id=ctx.hold.user_id, request_id=ctx.request_id, cost_nanos=cost, model=entry.id,
                             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                             usage=usage_row(ctx, usage))
     ctx.cost_nanos = authority.settle(ctx.hold, settlement)
+    if ctx.daily is not None:
+        ctx.daily.settle(ctx.cost_nanos)  # the daily caps count what was charged, no longer the hold
     return ctx.cost_nanos
 
 

@@ -30,7 +30,8 @@ class StreamDecoder(Protocol):
     """Feeds raw bytes of an upstream stream; returns what completed: OpenAI chat.completion.chunk objects (as
     dicts, or as the JSON bytes of one, which the OpenAI wire passes through untouched), `{"error": {...}}` for
     an upstream error event, and providers.sse.DONE once the stream is complete. A decoder that meets data it
-    cannot read raises nothing: it returns the raw bytes, which the caller logs and counts."""
+    cannot read raises nothing: it returns the raw bytes, which the caller logs and counts. When the body
+    ends, feed(b"") is called once more: a wire without a terminal event (Gemini) completes the stream then."""
 
     def feed(self, chunk: bytes) -> list[Any]: ...
 
@@ -53,6 +54,10 @@ class Adapter(Protocol):
     def error_body(self, status: int, body: bytes) -> bytes:
         """The upstream's error body (for a client error handed back unchanged in meaning) in OpenAI's shape."""
         ...
+
+    # Optional: `refused(status, body) -> bool`, called for every non-200 answer; True when the status is the
+    # provider's fault although it is a 4xx (an invalid key reported as 400, a model error as 424), so the
+    # next provider is tried. It may also drop cached credentials the provider just refused.
 
 
 class MediaAdapter(Adapter, Protocol):

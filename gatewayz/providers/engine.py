@@ -147,7 +147,8 @@ class Engine:
         body = await resp.read()
         resp.release()
         status = resp.status
-        if status in FAILOVER_STATUSES or status >= 500:
+        refused = getattr(adapter, "refused", None)  # an adapter may know a 4xx to be the provider's fault
+        if status in FAILOVER_STATUSES or status >= 500 or (refused is not None and refused(status, body)):
             raise AttemptFailed(f"http_{status}", status, retry_after(resp.headers))
         return ClientError(status, adapter.error_body(status, body), "application/json")
 
@@ -165,10 +166,10 @@ class Engine:
         """Read until the first event so that a stream failing before any data still fails over."""
         while True:
             chunk = await resp.content.readany()
-            if not chunk:
+            events = decoder.feed(chunk)  # b"" at the end of the body (see StreamDecoder)
+            if not chunk and not events:
                 resp.release()
                 raise AttemptFailed("empty_stream", 200)
-            events = decoder.feed(chunk)
             if events:
                 if events[0] != DONE and is_error_event(events[0]):
                     resp.release()

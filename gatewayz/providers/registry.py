@@ -33,6 +33,16 @@ BUILTIN: tuple[ProviderInfo, ...] = (
                  option_env=(("api_version", "AZURE_OPENAI_API_VERSION"),)),
     ProviderInfo("anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com/v1", "maker", ("anthropic",), "anthropic",
                  wire="anthropic"),
+    # Google's models: Vertex AI first when its project is set (GOOGLE_APPLICATION_CREDENTIALS names the
+    # credentials file), then the Gemini API (AI Studio).
+    ProviderInfo("vertex", "VERTEXAI_PROJECT", "https://{location}-aiplatform.googleapis.com/v1", "maker",
+                 ("google",), "vertex_ai-language-models", wire="vertex",
+                 option_env=(("project", "VERTEXAI_PROJECT"), ("location", "VERTEXAI_LOCATION"),
+                             ("credentials_file", "GOOGLE_APPLICATION_CREDENTIALS"))),
+    ProviderInfo("gemini", "GEMINI_API_KEY", "https://generativelanguage.googleapis.com/v1beta", "maker",
+                 ("google",), "gemini", wire="gemini"),
+    ProviderInfo("cohere", "COHERE_API_KEY", "https://api.cohere.com/v2", "maker", ("cohere",), "cohere_chat",
+                 wire="cohere"),
     ProviderInfo("openrouter", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1", "aggregator"),
     ProviderInfo("vercel", "AI_GATEWAY_API_KEY", "https://ai-gateway.vercel.sh/v1", "aggregator", (),
                  "vercel_ai_gateway"),
@@ -58,6 +68,13 @@ BUILTIN: tuple[ProviderInfo, ...] = (
     ProviderInfo("sambanova", "SAMBANOVA_API_KEY", "https://api.sambanova.ai/v1", "host", (), "sambanova"),
     ProviderInfo("hyperbolic", "HYPERBOLIC_API_KEY", "https://api.hyperbolic.xyz/v1", "host", (), "hyperbolic"),
     ProviderInfo("moonshot", "MOONSHOT_API_KEY", "https://api.moonshot.ai/v1", "maker", ("moonshotai",), "moonshot"),
+    # Bedrock: AWS_ACCESS_KEY_ID enables it (SigV4 with the secret and optional session token); a Bedrock
+    # API key (AWS_BEARER_TOKEN_BEDROCK) is used instead when set. The catalog is LiteLLM's Converse list.
+    ProviderInfo("bedrock", "AWS_ACCESS_KEY_ID", "https://bedrock-runtime.{region}.amazonaws.com", "host", (),
+                 "bedrock_converse", wire="bedrock",
+                 option_env=(("access_key_id", "AWS_ACCESS_KEY_ID"), ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+                             ("session_token", "AWS_SESSION_TOKEN"), ("region", "AWS_DEFAULT_REGION"),
+                             ("region", "AWS_REGION"), ("bearer_token", "AWS_BEARER_TOKEN_BEDROCK"))),
     ProviderInfo("ollama", "OLLAMA_API_KEY", "http://127.0.0.1:11434/v1", "local", base_url_env="OLLAMA_BASE_URL"),
     ProviderInfo("vllm", "VLLM_API_KEY", "http://127.0.0.1:8000/v1", "local", base_url_env="VLLM_BASE_URL"),
     ProviderInfo("lmstudio", "LMSTUDIO_API_KEY", "http://127.0.0.1:1234/v1", "local", base_url_env="LMSTUDIO_BASE_URL"),

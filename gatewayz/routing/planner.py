@@ -99,6 +99,9 @@ def fallback_models(body: dict[str, Any], catalog: Catalog, primary: CatalogEntr
     out: list[CatalogEntry] = []
     for name in raw:
         entry = catalog.resolve(name)
+        if entry.mode != primary.mode:
+            raise InvalidRequest(f"`models`: {entry.id} is a {entry.mode} model and cannot stand in for "
+                                 f"{primary.id}, a {primary.mode} model.", param="models", code="invalid_value")
         if entry is not primary and entry not in out:
             out.append(entry)
     return out

@@ -51,6 +51,16 @@ users = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     # argon2id (PHC string); null until the user sets a password (users made by an admin have none).
     sa.Column("password_hash", sa.String(255), nullable=True),
+    # Plans and trials (gatewayz/plans): the allowance is this period's subscription allowance or trial
+    # credit, spent before balance_nanos (purchased credits, which never expire). allowance_period names the
+    # period it belongs to ("2025-06/pro", "trial/standard"); a new period resets it, lazily.
+    sa.Column("plan", sa.String(32), nullable=False, server_default="free"),
+    sa.Column("allowance_nanos", Money, sa.CheckConstraint("allowance_nanos >= 0", name="allowance_not_negative"),
+              nullable=False, server_default="0"),
+    sa.Column("allowance_period", sa.String(80), nullable=True),
+    sa.Column("trial_source", sa.String(64), nullable=True),   # "standard" or "partner:CODE"; set once
+    sa.Column("trial_started_at", Timestamp, nullable=True),
+    sa.Column("trial_expires_at", Timestamp, nullable=True),
     sa.CheckConstraint("balance_nanos >= 0", name="balance_not_negative"),
     sa.CheckConstraint("held_nanos >= 0", name="held_not_negative"),
 )
@@ -74,6 +84,7 @@ api_keys = sa.Table(
     sa.Column("allowed_referrers", sa.JSON(), nullable=True),
     sa.Column("rpm_limit", sa.Integer(), nullable=True),
     sa.Column("tpm_limit", sa.Integer(), nullable=True),
+    sa.Column("daily_spend_limit_nanos", Money, nullable=True),
 )
 
 credit_transactions = sa.Table(
@@ -83,6 +94,9 @@ credit_transactions = sa.Table(
     sa.Column("type", sa.String(32), nullable=False),
     sa.Column("amount_nanos", Money, nullable=False),          # signed: usage is negative
     sa.Column("balance_after_nanos", Money, nullable=False),
+    # The part paid from (or granted to) the allowance, signed; amount_nanos is the purchased-credit part.
+    sa.Column("allowance_nanos", Money, nullable=False, server_default="0"),
+    sa.Column("allowance_after_nanos", Money, nullable=True),
     sa.Column("request_id", sa.String(128), nullable=True),
     sa.Column("model", sa.String(200), nullable=True),
     sa.Column("prompt_tokens", sa.Integer(), nullable=True),
@@ -93,6 +107,7 @@ credit_transactions = sa.Table(
     # Belt and braces for idempotency: one charge per (user, request id).
     sa.UniqueConstraint("user_id", "request_id", "type"),
     sa.Index(None, "user_id", "created_at"),
+    sa.Index(None, "actor", "created_at"),   # an admin's changes of the last 24 hours (billing.admin caps)
 )
 
 credit_holds = sa.Table(
@@ -101,6 +116,15 @@ credit_holds = sa.Table(
     sa.Column("request_id", sa.String(128), primary_key=True),
     sa.Column("amount_nanos", Money, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=False, index=True),
+)
+
+# Spend per UTC day of a capped user ("u:ID") or key ("k:ID"), requests in flight included: the daily caps'
+# counter when several workers share the database without Redis.
+daily_spend = sa.Table(
+    "daily_spend", metadata,
+    sa.Column("scope", sa.String(40), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),        # YYYY-MM-DD (UTC)
+    sa.Column("spent_nanos", Money, nullable=False),
 )
 
 usage_records = sa.Table(

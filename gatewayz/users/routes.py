@@ -28,6 +28,7 @@ class NewUser(BaseModel):
     email: str = Field(max_length=320)
     credits: Decimal = Field(default=Decimal(0), ge=0, le=MAX_GRANT_USD, decimal_places=9)
     role: Literal["admin", "developer", "support", "user"] = "user"
+    trial: bool = False   # start the configured trial (gatewayz.plans) for the new user
 
     @field_validator("email")
     @classmethod
@@ -42,14 +43,24 @@ class NewKey(RestrictionsIn):
     expires_at: FutureTime | None = None
 
 
+def _with_usd(r: dict[str, Any]) -> dict[str, Any]:
+    nanos = r.get("daily_spend_limit_nanos")
+    return {**r, "daily_spend_limit": nanos_to_json(nanos) if nanos is not None else None} \
+        if "daily_spend_limit_nanos" in r else r
+
+
 def key_json(k: Any) -> dict[str, Any]:
     return {"id": k.id, "name": k.name, "last4": k.last4, "created_at": k.created_at,
-            "expires_at": k.expires_at, **(k.restrictions or {})}
+            "expires_at": k.expires_at, **_with_usd(k.restrictions or {})}
 
 
-def _restrictions(body: BaseModel) -> dict[str, Any]:
+def _restrictions(body: RestrictionsIn) -> dict[str, Any]:
     """Only the restriction fields the client sent (null clears one)."""
-    return {f: getattr(body, f) for f in RESTRICTION_COLUMNS if f in body.model_fields_set}
+    out = {f: getattr(body, f) for f in RESTRICTION_COLUMNS if f in body.model_fields_set}
+    if "daily_spend_limit" in body.model_fields_set:
+        usd = body.daily_spend_limit
+        out["daily_spend_limit_nanos"] = usd_to_nanos(usd) if usd is not None else None
+    return out
 
 
 @router.post("/admin/users", status_code=201, tags=["admin"])
@@ -61,8 +72,9 @@ async def create_user(body: NewUser, admin: Admin, c: ContainerDep) -> dict[str,
     key = await c.keys.create(user.id, "default")
     await c.audit.append(actor_of(admin), "user.create", f"user:{user.id}", {"role": user.role, "key_id": key.id,
                                                                       "credits_nanos": user.balance_nanos})
+    trial = await c.plans.start_trial(user.id, actor="admin") if body.trial else None
     return {"id": user.id, "email": user.email, "role": user.role, "balance": nanos_to_json(user.balance_nanos),
-            "api_key": key.api_key, "key_id": key.id}
+            "api_key": key.api_key, "key_id": key.id, "trial": trial}
 
 
 @router.get("/admin/users", tags=["admin"])
@@ -77,8 +89,11 @@ async def list_users(_: Support, c: ContainerDep, limit: int = Query(50, ge=1, l
 @router.get("/user/balance", tags=["user"])
 async def balance(user: User, c: ContainerDep) -> dict[str, Any]:
     assert user.user_id is not None
-    nanos = await c.credits.balance(user.user_id)
-    return {"balance": nanos_to_json(nanos), "balance_nanos": nanos, "currency": "USD"}
+    nanos, allowance = await c.credits.funds(user.user_id, c.plans.book.period_of(user))
+    # balance: purchased credits (never expire); allowance: this period's subscription allowance or trial
+    # credit, spent first.
+    return {"balance": nanos_to_json(nanos), "balance_nanos": nanos, "allowance": nanos_to_json(allowance),
+            "allowance_nanos": allowance, "available": nanos_to_json(nanos + allowance), "currency": "USD"}
 
 
 @router.post("/user/api-keys", status_code=201, tags=["user"])
@@ -89,7 +104,7 @@ async def create_key(body: NewKey, user: User, c: ContainerDep) -> dict[str, Any
     key = await c.keys.create(user.user_id, body.name, body.expires_at, _restrictions(body))
     await c.audit.append(actor_of(user), "key.create", f"key:{key.id}", {"name": key.name})
     return {"id": key.id, "name": key.name, "api_key": key.api_key, "last4": key.last4,
-            "created_at": key.created_at, "expires_at": key.expires_at, **_restrictions(body)}
+            "created_at": key.created_at, "expires_at": key.expires_at, **_with_usd(_restrictions(body))}
 
 
 class KeyUpdate(RestrictionsIn):

@@ -331,7 +331,7 @@ def test_valid_request_id_is_echoed(gateway: GatewayServer, user: dict[str, Any]
 
 # ---------------------------------------------------------------------------------- routes and methods
 def test_unknown_route_is_404_openai_body(gateway: GatewayServer, user: dict[str, Any]) -> None:
-    for method, path in [("GET", "/v1/nope"), ("POST", "/v1/completions"), ("GET", "/nope"),
+    for method, path in [("GET", "/v1/nope"), ("POST", "/v1/edits"), ("GET", "/nope"),
                          ("POST", "/v1/chat/completions/extra"), ("GET", "/v2/chat/completions")]:
         r = httpx.request(method, gateway.url + path, headers=bearer(user["api_key"]), json={})
         check_error(r, 404, type_="invalid_request_error")

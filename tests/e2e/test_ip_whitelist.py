@@ -68,6 +68,7 @@ def test_crud_validation_check_and_audit(gateway_factory: GatewayFactory, emu_a:
         assert check("10.0.0.9", user["id"])["entry"]["id"] == net["id"]
         assert not check("10.0.0.9")["allowed"]  # the user's entry is not the others'
         assert admin.get(f"{BASE}/check", params={"ip": "1.2.3.4", "user_id": 999999}).status_code == 404
+        assert admin.post(f"{BASE}/check", json={"ip": "10.0.0.0/8"}).json()["error"]["code"] == "invalid_ip"
 
         for entry in (one, net, v6):
             assert admin.delete(f"{BASE}/{entry['id']}").json() == {"id": entry["id"], "deleted": True}

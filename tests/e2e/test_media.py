@@ -34,7 +34,7 @@ MODELS = [
     _model("test/embed", "embedding", input="0.02"),
     _model("test/image", "image", image="0.04"),
     _model("test/token-image", "image", "token-image-1", input="5", output="40"),
-    _model("test/whisper", "transcription", audio_second="0.0001"),
+    _model("test/whisper", "transcription", audio_minute="0.006"),
     _model("test/token-transcribe", "transcription", "token-transcribe-1", input="2.5", output="10"),
     _model("test/tts", "speech", characters="15"),
 ]
@@ -102,7 +102,7 @@ def test_transcription_multipart_bills_the_audio_duration(gw: GatewayServer, acc
     audio = wav(2.5)
     r = sdk.audio.transcriptions.with_raw_response.create(model="test/whisper", file=("clip.wav", audio))
     assert r.parse().text == f"Transcript of clip.wav ({len(audio)} bytes)"
-    assert _spent(gw, account) == 2500 * 100_000 // 1000  # 2.5 s at $0.0001/s
+    assert _spent(gw, account) == 250_000  # 2.5 s at $0.006 a minute
     recorded = emu_a.last_request
     assert recorded is not None and b"up-model" in recorded.raw_body and audio in recorded.raw_body
 
@@ -165,3 +165,13 @@ def test_a_hold_larger_than_the_balance_is_refused_before_the_upstream(gw: Gatew
         sdk.images.generate(model="test/image", prompt="fox", n=2)  # $0.08 > $0.0001
     assert exc.value.status_code == 402
     assert emu_a.requests == []
+
+
+def test_chat_endpoints_refuse_media_models_and_mixed_fallbacks(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="test/embed", messages=[{"role": "user", "content": "hi"}])
+    assert exc.value.body["code"] == "wrong_model_type"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="test/chat", messages=[{"role": "user", "content": "hi"}],
+                                    extra_body={"models": ["test/tts"]})
+    assert exc.value.body["param"] == "models"  # type: ignore[index]

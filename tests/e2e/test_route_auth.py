@@ -14,9 +14,10 @@ from tests.gateway_server import ADMIN_KEY, GatewayServer
 PUBLIC_POST = {"/auth/register", "/auth/login"}
 PUBLIC = {"/health", "/health/quick", "/health/ready", "/v1/models", "/v1/models/{model_id}", "/health/models",
           "/health/models/uptime", "/v1/status", "/code-router/tiers", "/general-router/settings/options",
-          "/openapi.json", "/docs", "/docs/oauth2-redirect"} | PUBLIC_POST
-ADMIN_PREFIXES = ("/admin/", "/credits/add", "/circuit-breakers", "/health/providers", "/health/monitoring",
-                  "/health/system", "/metrics", "/api/metrics/", "/api/monitoring/", "/prometheus/", "/api/admin/")
+          "/openapi.json", "/docs", "/docs/oauth2-redirect", "/plans", "/trial/partner/{code}"} | PUBLIC_POST
+ADMIN_PREFIXES = ("/admin/", "/credits/add", "/credits/adjust", "/refund", "/circuit-breakers", "/health/providers",
+                  "/health/monitoring", "/health/system", "/metrics", "/api/metrics/", "/api/monitoring/",
+                  "/prometheus/", "/api/admin/")
 PARAMS = {"provider": "emu-a", "key_id": "1", "model_id": "test/echo", "role": "user"}
 
 

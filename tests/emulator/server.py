@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
@@ -52,10 +53,12 @@ class RecordedRequest:
     raw_body: bytes = field(default=b"", repr=False)
 
 
-def _parse_body(raw: bytes) -> tuple[Any, bool]:
-    """(parsed JSON or None, whether the body was acceptable)."""
+def _parse_body(raw: bytes, content_type: str = "") -> tuple[Any, bool]:
+    """(parsed JSON or None, whether the body was acceptable); a form (OAuth token requests) becomes a dict."""
     if not raw.strip():
         return None, True
+    if content_type == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(raw.decode("utf-8", "replace"))), True
     try:
         return orjson.loads(raw), True
     except orjson.JSONDecodeError:
@@ -260,7 +263,7 @@ class Emulator:
         if request.content_type == "multipart/form-data":
             body, body_ok = None, True  # the format's handler reads the form itself
         else:
-            body, body_ok = _parse_body(raw)
+            body, body_ok = _parse_body(raw, request.content_type)
         model = fmt.model_of(request, body)
         try:
             fault = self._select_fault(body, raw, model)

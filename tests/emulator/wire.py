@@ -130,11 +130,15 @@ class EventStream:
     async def _write(self, payload: bytes, event: str | None) -> None:
         if self.sent > 0 and self._fault.chunk_delay_ms:
             await asyncio.sleep(self._fault.chunk_delay_ms / 1000.0)
-        head = f"event: {event}\n".encode() if event else b""
         try:
-            await self._response.write(head + b"data: " + payload + b"\n\n")
+            await self._response.write(self.frame(payload, event))
         except ConnectionError:
             self.dropped = True
+
+    def frame(self, payload: bytes, event: str | None) -> bytes:
+        """One event on the wire (formats with another framing override this)."""
+        head = f"event: {event}\n".encode() if event else b""
+        return head + b"data: " + payload + b"\n\n"
 
     def _drop(self) -> None:
         self.dropped = True

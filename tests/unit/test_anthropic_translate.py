@@ -83,6 +83,7 @@ def test_request_scalar_fields() -> None:
         "stop": ["END", "\n\nHuman:"],
         "temperature": 0.3,
         "top_p": 0.9,
+        "reasoning_effort": "medium",  # thinking with a 2,048-token budget
         "user": "user-42",
     }
 
@@ -646,3 +647,14 @@ def test_sdk_errors_and_count_tokens(client: anthropic.Anthropic) -> None:
     assert "max_tokens" in caught.value.message
     counted = client.messages.count_tokens(model="m", messages=[{"role": "user", "content": "hello world!"}])
     assert isinstance(counted, MessageTokensCount) and counted.input_tokens == 3 + 4
+
+
+def test_thinking_becomes_a_reasoning_effort() -> None:
+    to_openai = messages_to_openai
+    base = {"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    efforts = {b: to_openai({**base, "thinking": {"type": "enabled", "budget_tokens": b}}).get("reasoning_effort")
+               for b in (1024, 4096, 16000)}
+    assert efforts == {1024: "low", 4096: "medium", 16000: "high"}
+    assert "reasoning_effort" not in to_openai({**base, "thinking": {"type": "disabled"}})
+    with pytest.raises(TranslationError):
+        to_openai({**base, "thinking": {"type": "enabled", "budget_tokens": "lots"}})

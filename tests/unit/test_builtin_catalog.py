@@ -25,7 +25,11 @@ def test_every_bundled_model_is_priced_and_routed_by_known_providers() -> None:
         assert m["routes"] and m["context_length"] > 0
         for r in m["routes"]:
             assert r["provider"] in names and Decimal(r["input"]) >= 0 and Decimal(r["output"]) >= 0
-            assert Decimal(r["input"]) + Decimal(r["output"]) > 0  # nothing falls to a default price
+            # nothing falls to a default price: tokens, or the media model's own unit, are priced
+            units = sum(Decimal(r.get(k, "0")) for k in ("input", "output", "image", "audio_minute", "characters"))
+            assert units > 0, (m["id"], r)
+    modes = {m.get("mode", "chat") for m in raw}
+    assert modes == {"chat", "embedding", "image", "transcription", "speech"}
 
 
 def test_first_party_models_fail_over_only_to_their_maker_and_aggregators() -> None:

@@ -1,9 +1,11 @@
 """Anthropic Messages request -> OpenAI chat.completions request body, and the count_tokens estimate.
 
 Translated: model, system, messages (text, image, document, tool_use, tool_result blocks), max_tokens,
-stop_sequences, temperature, top_p, metadata.user_id, stream, tools, tool_choice.
-Dropped, because OpenAI chat completions has no equivalent: top_k, thinking (and thinking /
-redacted_thinking blocks in assistant history), cache_control, tool `strict`, service_tier, container,
+stop_sequences, temperature, top_p, metadata.user_id, stream, tools, tool_choice, and `thinking` (enabled
+with a budget) as OpenAI's `reasoning_effort`: under 2,048 tokens low, under 8,192 medium, else high (every
+upstream adapter maps the effort back to its own reasoning setting).
+Dropped, because OpenAI chat completions has no equivalent: top_k, thinking / redacted_thinking blocks in
+assistant history (their signatures cannot cross providers), cache_control, tool `strict`, service_tier, container,
 and any other top-level field. Server tools (tools with a `type` other than "custom") are rejected.
 """
 
@@ -69,6 +71,9 @@ def messages_to_openai(body: JSON) -> JSON:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 _fail(key, "must be a number")
             out[key] = value
+    effort = _reasoning_effort(body.get("thinking"))
+    if effort is not None:
+        out["reasoning_effort"] = effort
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         out["user"] = metadata["user_id"]
@@ -90,6 +95,21 @@ def messages_to_openai(body: JSON) -> JSON:
             if not parallel:
                 out["parallel_tool_calls"] = False
     return out
+
+
+def _reasoning_effort(thinking: Any) -> str | None:
+    if thinking is None:
+        return None
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
+        _fail("thinking", 'must be {"type": "enabled", "budget_tokens": N} or {"type": "disabled"}')
+    if thinking["type"] == "disabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if thinking["type"] == "adaptive" or budget is None:
+        return "medium"
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        _fail("thinking.budget_tokens", "must be a positive integer")
+    return "low" if budget < 2048 else "medium" if budget < 8192 else "high"
 
 
 def _system_text(value: Any, param: str) -> str | None:

@@ -1,0 +1,1 @@
+"""Subscription plans, their monthly allowance, trials, partner trials and daily spend caps."""

@@ -1,0 +1,1 @@
+"""Google Gemini (AI Studio) and Vertex AI: the native generateContent wire, translated to and from OpenAI chat."""
