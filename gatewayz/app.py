@@ -29,12 +29,15 @@ from gatewayz.billing.routes import router as credits_router
 from gatewayz.catalog.routes import router as models_router
 from gatewayz.container import Container
 from gatewayz.coupons.routes import router as coupons_router
+from gatewayz.error_monitor.routes import router as error_monitor_router
 from gatewayz.errors import GatewayError, InvalidRequest, status_error
 from gatewayz.health.routes import router as health_router
+from gatewayz.incidents.routes import router as incidents_router
 from gatewayz.limits.routes import router as velocity_router
 from gatewayz.media.routes import router as media_router
 from gatewayz.monitoring.routes import router as monitoring_router
 from gatewayz.observability.routes import router as metrics_router
+from gatewayz.payments.routes import router as stripe_router
 from gatewayz.plans.routes import router as plans_router
 from gatewayz.referrals.routes import router as referrals_router
 from gatewayz.routing.routes import router as routing_router
@@ -108,7 +111,8 @@ def create_app(settings: Settings) -> Gateway:
         monitoring_router,
         accounts_router,
         roles_router,
-        plans_router,
+        plans_router, stripe_router,
+        error_monitor_router, incidents_router,
         allowlist_router, velocity_router,
     )
     for router in routers:
@@ -143,7 +147,8 @@ class Gateway:
             if method == "POST" and (route in inference or route.startswith("/v1/")):
                 c.velocity.record(status)  # the inference error rate drives velocity mode
 
-        self._entry = RequestIdMiddleware(with_cors(self._route, c.settings.cors), observe)
+        self._entry = RequestIdMiddleware(with_cors(self._route, c.settings.cors), observe,
+                                          c.error_monitor.exception)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -24,6 +24,10 @@ from gatewayz.catalog.builtin import builtin_models
 from gatewayz.catalog.service import Catalog
 from gatewayz.coupons.service import CouponService
 from gatewayz.coupons.store import CouponStore
+from gatewayz.error_monitor.monitor import ErrorMonitor
+from gatewayz.error_monitor.store import ErrorStore
+from gatewayz.incidents.store import IncidentStore
+from gatewayz.incidents.tracker import IncidentTracker
 from gatewayz.keys.crypto import KeyCipher, load_or_create_master_key
 from gatewayz.keys.revocations import RevocationBus
 from gatewayz.keys.service import KeyService
@@ -32,6 +36,9 @@ from gatewayz.limits.limiter import MemoryLimiter
 from gatewayz.limits.store_redis import RedisLimiter
 from gatewayz.limits.velocity import Velocity
 from gatewayz.observability.metrics import Metrics
+from gatewayz.payments.service import StripeService
+from gatewayz.payments.store import PaymentStore
+from gatewayz.payments.webhook import Webhooks
 from gatewayz.pipeline.anonymous import AnonymousAccess
 from gatewayz.pipeline.dispatch import Dispatcher
 from gatewayz.pipeline.limit import RateLimits
@@ -84,6 +91,8 @@ class Container:
         self.low_balance_nanos = usd_to_nanos(settings.credits.low_balance_threshold_usd)
         self.coupons = CouponService(CouponStore(self.db), self.credits, self.audit, settings.coupons)
         self.referrals = ReferralService(ReferralStore(self.db), self.credits, self.audit, settings.referrals)
+        self.stripe = StripeService(settings.stripe, PaymentStore(self.db), self.plans)
+        self.stripe_webhooks = Webhooks(self.stripe, self.stripe.store, self.credits, self.referrals)
         self.providers: dict[str, ProviderSpec] = builtin_specs(settings)
         self.providers.update({p.name: spec_from_config(p) for p in settings.providers})
         self.adapters: dict[str, Adapter] = {name: make_adapter(spec) for name, spec in self.providers.items()}
@@ -98,6 +107,9 @@ class Container:
         self.breakers = RedisBreakers(policy, self.redis) if self.redis is not None else MemoryBreakers(policy)
         self.breakers.on_transition = self.metrics.breaker_transition
         self.provider_stats = ProviderStats(r.ewma_alpha)
+        self.error_monitor = ErrorMonitor(ErrorStore(self.db), settings.errors)
+        self.incidents = IncidentTracker(IncidentStore(self.db), settings.incidents, self.breakers, self.provider_stats)
+        self.incidents.watch(self.breakers)
         self.planner = Planner(self.providers, self.breakers, self.provider_stats)
         limiter = RedisLimiter(self.redis) if self.redis is not None else MemoryLimiter()
         self.velocity = Velocity(settings.limits.velocity, self.redis)
@@ -140,6 +152,8 @@ class Container:
         self.velocity.start()
         await self.allowlist.start()
         self.retention.start()
+        self.error_monitor.start()
+        self.incidents.start()
         if isinstance(self.breakers, RedisBreakers):
             self.breakers.start()
         if self.settings.routing.probes.enabled:
@@ -162,11 +176,14 @@ class Container:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.writer.close()
+        await self.stripe.close()
+        await self.error_monitor.close()
         self.ledger.close()
         await self.revocations.close()
         await self.allowlist.close()
         await self.velocity.close()
         await self.breakers.close()
+        await self.incidents.close()   # after the breakers: their last transitions are recorded
         await self.limits.limiter.close()
         self.metrics.close()
         if self.redis is not None:

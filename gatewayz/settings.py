@@ -330,6 +330,40 @@ class ReferralsConfig(_Strict):
     max_uses: int = Field(default=10, ge=1)   # users who may apply one code
 
 
+class CreditPackage(_Strict):
+    """A credit package sold through Stripe Checkout: `credits` at $0.01 each, for `price_usd`."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    credits: int = Field(ge=1, le=100_000_000)
+    price_usd: Decimal = Field(gt=0, le=1_000_000, decimal_places=2)
+
+
+def default_packages() -> list[CreditPackage]:
+    return [CreditPackage(id="starter", credits=1000, price_usd=Decimal(10)),
+            CreditPackage(id="pro", credits=5000, price_usd=Decimal(50)),
+            CreditPackage(id="scale", credits=20000, price_usd=Decimal(200))]
+
+
+class StripeConfig(_Strict):
+    """Stripe payments (routes under /api/stripe answer 503 until secret_key and webhook_secret are set; the
+    environment's STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET fill them). `api_base` points the SDK elsewhere
+    (a test double); `plan_prices` maps a plan id to its recurring Stripe price id."""
+
+    secret_key: str | None = None
+    webhook_secret: str | None = None
+    api_base: str | None = None
+    success_url: str = "http://localhost:8000/billing/success?session_id={CHECKOUT_SESSION_ID}"
+    cancel_url: str = "http://localhost:8000/billing/cancel"
+    currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
+    credit_packages: list[CreditPackage] = Field(default_factory=default_packages)
+    plan_prices: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=30.0, gt=0, le=300)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secret_key and self.webhook_secret)
+
+
 def _exact_decimal(v: Any) -> Any:
     """YAML gives floats; str() of a float is its shortest round-trip form, so 0.15 stays 0.15."""
     return Decimal(str(v)) if isinstance(v, float) else v
@@ -389,6 +423,34 @@ def default_plans() -> list[PlanConfig]:
     ]
 
 
+class ErrorMonitorConfig(_Strict):
+    """Failed inference requests and unexpected exceptions (GET /error-monitor/*): kept in a ring per worker
+    and written to the database in batches by a background task, never on the request's path."""
+
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+    recent_per_worker: int = Field(default=500, ge=10, le=100_000)   # the in-memory ring of each worker
+    # Events waiting for the database (it is down): beyond this the oldest are dropped, and counted.
+    max_buffer: int = Field(default=20_000, ge=100, le=10_000_000)
+    # Rows kept per pattern in each batch written (up to 1,000 events, normally one batch a flush): a flood of
+    # one error (a client retrying a bad key in a loop) is stored as a sample; its pattern counts every one.
+    events_per_pattern_per_batch: int = Field(default=100, ge=1, le=1_000_000)
+    # Error events older than this many days are deleted (patterns keep their counts); 0 keeps them forever.
+    retention_days: int = Field(default=30, ge=0, le=36500)
+
+
+class IncidentsConfig(_Strict):
+    """Downtime incidents (GET /admin/downtime/*). A circuit breaker opening opens one for its provider (or
+    provider + model); its closing resolves it. The error-rate rule opens one for a provider whose attempts
+    failed at `error_rate_threshold` or more over `error_rate_window_s` (at least `error_rate_min_requests`
+    attempts seen by one worker), and resolves it when the rate falls below the threshold again."""
+
+    check_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    error_rate: bool = True
+    error_rate_threshold: float = Field(default=0.5, gt=0, le=1)
+    error_rate_min_requests: int = Field(default=10, ge=1)
+    error_rate_window_s: float = Field(default=300.0, gt=0, le=86400)
+
+
 class Settings(_Strict):
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
@@ -411,7 +473,10 @@ class Settings(_Strict):
     usage: UsageConfig = Field(default_factory=UsageConfig)
     coupons: CouponsConfig = Field(default_factory=CouponsConfig)
     referrals: ReferralsConfig = Field(default_factory=ReferralsConfig)
+    stripe: StripeConfig = Field(default_factory=StripeConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    errors: ErrorMonitorConfig = Field(default_factory=ErrorMonitorConfig)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     anonymous: AnonymousConfig = Field(default_factory=AnonymousConfig)
     cors: CorsConfig = Field(default_factory=CorsConfig)
     security_headers: SecurityHeadersConfig = Field(default_factory=SecurityHeadersConfig)
@@ -480,6 +545,12 @@ class Settings(_Strict):
         codes = [t.code.lower() for t in self.partner_trials]
         if len(set(codes)) != len(codes):
             raise ValueError("partner_trials: duplicate code (codes are case-insensitive)")
+        unknown = sorted(set(self.stripe.plan_prices) - set(ids))
+        if unknown:
+            raise ValueError(f"stripe.plan_prices: unknown plan {unknown[0]!r}")
+        packages = [p.id for p in self.stripe.credit_packages]
+        if len(set(packages)) != len(packages):
+            raise ValueError("stripe.credit_packages: duplicate package id")
         return self
 
     @model_validator(mode="after")
@@ -540,6 +611,8 @@ ENV_OVERRIDES = {
     "GATEWAYZ_METRICS_DIR": "metrics_dir",
 }
 
+STRIPE_ENV = {"STRIPE_SECRET_KEY": "secret_key", "STRIPE_WEBHOOK_SECRET": "webhook_secret"}
+
 
 def load_settings(config_path: str | Path | None = None, env: dict[str, str] | None = None,
                   **overrides: Any) -> Settings:
@@ -562,6 +635,9 @@ def load_settings(config_path: str | Path | None = None, env: dict[str, str] | N
     for var, field in ENV_OVERRIDES.items():
         if env.get(var):
             raw[field] = env[var]
+    for var, field in STRIPE_ENV.items():
+        if env.get(var):
+            raw["stripe"] = {**(raw.get("stripe") or {}), field: env[var]}
     raw["provider_env"] = {k: env[k] for k in env_names() if env.get(k)}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:

@@ -13,6 +13,7 @@ import orjson
 
 from gatewayz.api.asgi import Receive, Scope, Send, read_body, send_bytes
 from gatewayz.billing.money import nanos_to_usd
+from gatewayz.error_monitor.events import upstream_message
 from gatewayz.errors import AuthenticationFailed, GatewayError, RateLimited, UpstreamResponse
 from gatewayz.pipeline.authenticate import authenticate
 from gatewayz.pipeline.context import RequestContext, Usage
@@ -79,6 +80,7 @@ class InferenceEndpoint:
                 settle(ctx, c.credits)
             c.metrics.in_flight(ctx.endpoint, -1)
             c.metrics.request_done(ctx)
+            c.error_monitor.observe(ctx)
             if ctx.hold is not None:
                 c.metrics.credits("reserved", ctx.hold.amount)
                 c.metrics.credits("settled", ctx.cost_nanos)
@@ -108,7 +110,7 @@ class InferenceEndpoint:
                 await c.limits.correct(ctx, ctx.rate)
                 raise
         except GatewayError as exc:
-            ctx.status, ctx.error_code = exc.status, exc.code
+            ctx.status, ctx.error_code, ctx.error_message = exc.status, exc.code, exc.message
             if isinstance(exc, RateLimited):
                 c.metrics.rate_limited(str(exc.extra.get("reason", "upstream")))
                 complete_refusal(exc, ctx.rate, c.limits.velocity.mode)
@@ -116,7 +118,7 @@ class InferenceEndpoint:
             await send_bytes(send, status, body, headers=headers)
             return
         except UpstreamResponse as r:
-            ctx.status = r.status
+            ctx.status, ctx.error_message = r.status, upstream_message(r.body)
             status, body, ctype = d.client_error(r)
             await send_bytes(send, status, body, ctype, [(k.encode(), v.encode()) for k, v in r.headers.items()])
             return
@@ -259,6 +261,7 @@ class StreamTracker:
         if failure == "error_event" and isinstance(self.upstream_error, dict):
             detail = str(self.upstream_error.get("message", ""))[:400]
             message = f"The upstream provider reported an error mid-stream: {detail}"
+        ctx.error_message = message
         return renderer.fail(message)
 
 

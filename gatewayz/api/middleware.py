@@ -31,14 +31,17 @@ new_request_id = _RequestIds()
 
 
 Observe = Callable[[str, str, int, float], None]  # route template, method, status, seconds
+OnException = Callable[[BaseException, str | None, str], None]  # exception, route, request id
 
 
 class RequestIdMiddleware:
-    """Also reports every HTTP exchange (route template, method, status, duration) to `observe`."""
+    """Also reports every HTTP exchange (route template, method, status, duration) to `observe`, and every
+    unhandled exception to `on_exception`."""
 
-    def __init__(self, app: object, observe: Observe | None = None) -> None:
+    def __init__(self, app: object, observe: Observe | None = None, on_exception: OnException | None = None) -> None:
         self.app = app
         self.observe = observe
+        self.on_exception = on_exception
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,8 +64,11 @@ class RequestIdMiddleware:
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)  # type: ignore[operator]
-        except Exception:
+        except Exception as exc:
             log.exception("unhandled error in request %s", rid)
+            if self.on_exception is not None:
+                route = scope.get("route")
+                self.on_exception(exc, getattr(route, "path", None) or scope.get("gw.route") or scope["path"], rid)
             if not send_with_id.started:
                 await send_error(send_with_id, GatewayError("Internal error; quote the X-Request-ID if you "
                                                             "report it."))

@@ -29,9 +29,11 @@ class SettlementWriter:
         self.failures = 0
 
     def submit(self, settlement: Settlement, done: Done) -> None:
+        idle = self._idle is not None and self._idle.is_set()
         self._queue.append((settlement, done))
         self._ensure_loop()
-        if len(self._queue) >= self.MAX_BATCH and self._wake is not None:
+        # An idle loop waits for a wake-up: the first settlement starts its flush interval.
+        if (idle or len(self._queue) >= self.MAX_BATCH) and self._wake is not None:
             self._wake.set()
 
     def submit_one(self, write: Callable[[], Awaitable[Any]]) -> None:
@@ -73,6 +75,7 @@ class SettlementWriter:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
+                self._wake.clear()   # woken by a first settlement: gather a batch for one interval
                 continue
             try:
                 await asyncio.wait_for(self._wake.wait(), self._interval)

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from gatewayz.api.inference import meta_headers
 from gatewayz.billing.money import nanos_to_json, nanos_to_usd
+from gatewayz.error_monitor.events import upstream_message
 from gatewayz.errors import AuthenticationFailed, GatewayError, InvalidRequest, RateLimited, UpstreamResponse
 from gatewayz.media.operations import Operation
 from gatewayz.pipeline.authenticate import authenticate
@@ -51,7 +52,7 @@ async def run_operation(request: Request, c: Container, op: Operation, ctx: Requ
     try:
         return await _serve(request, c, op, ctx)
     except GatewayError as exc:
-        ctx.status, ctx.error_code = exc.status, exc.code
+        ctx.status, ctx.error_code, ctx.error_message = exc.status, exc.code, exc.message
         if isinstance(exc, RateLimited):
             c.metrics.rate_limited(str(exc.extra.get("reason", "upstream")))
             complete_refusal(exc, ctx.rate, c.limits.velocity.mode)
@@ -62,6 +63,7 @@ async def run_operation(request: Request, c: Container, op: Operation, ctx: Requ
             settle(ctx, c.credits)
         c.metrics.in_flight(ctx.endpoint, -1)
         c.metrics.request_done(ctx)
+        c.error_monitor.observe(ctx)
         if ctx.hold is not None:
             c.metrics.credits("reserved", ctx.hold.amount)
             c.metrics.credits("settled", ctx.cost_nanos)
@@ -87,6 +89,7 @@ async def _serve(request: Request, c: Container, op: Operation, ctx: RequestCont
         finish(ctx, c.credits, c.provider_stats)  # a failed request costs nothing
         await c.limits.correct(ctx, ctx.rate)
         if isinstance(exc, UpstreamResponse):
+            ctx.error_message = upstream_message(exc.body)
             return Response(exc.body, status_code=exc.status, media_type=exc.content_type, headers=exc.headers)
         raise
     assert isinstance(reply, RawReply)

@@ -58,6 +58,7 @@ class RequestContext:
     cost_nanos: int = 0
     status: int = 200
     error_code: str | None = None
+    error_message: str | None = None         # what the client was told (for the error monitor)
     ttft_ms: float | None = None
     rate: Any = None                         # pipeline.limit.RateState once the limits passed
     operation: str | None = None             # a non-chat operation's upstream path ("embeddings", ...)

@@ -255,6 +255,128 @@ sessions = sa.Table(
     sa.Column("last_used_at", Timestamp, nullable=False),
 )
 
+# Stripe: one row per Checkout Session (credits or a subscription); credited once, whichever event comes first.
+stripe_payments = sa.Table(
+    "stripe_payments", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),            # credits | subscription
+    sa.Column("package_id", sa.String(40), nullable=True),
+    sa.Column("plan", sa.String(32), nullable=True),
+    sa.Column("amount_cents", sa.BigInteger(), nullable=False),
+    sa.Column("credit_nanos", Money, nullable=False),
+    sa.Column("currency", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),          # pending | succeeded | refunded | ... | failed
+    sa.Column("session_id", sa.String(255), nullable=True),
+    sa.Column("payment_intent_id", sa.String(255), nullable=True),
+    sa.Column("refunded_cents", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("refund_shortfall_nanos", Money, nullable=False, server_default="0"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("session_id"),
+    sa.Index(None, "user_id", "id"),
+    sa.Index(None, "payment_intent_id"),
+)
+
+# Stripe events applied: the id is inserted in the same transaction as the event's effect (replays do nothing).
+stripe_events = sa.Table(
+    "stripe_events", metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+# Each user's Stripe subscription (the latest one), to upgrade, downgrade or cancel it.
+stripe_subscriptions = sa.Table(
+    "stripe_subscriptions", metadata,
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("subscription_id", sa.String(255), nullable=False),
+    sa.Column("customer_id", sa.String(255), nullable=True),
+    sa.Column("plan", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("subscription_id"),
+)
+
+# Failed inference requests and unexpected exceptions (gatewayz/error_monitor), written in batches by every
+# worker; `fingerprint` groups an event with its row in error_patterns. Purged after `errors.retention_days`.
+error_events = sa.Table(
+    "error_events", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=True),
+    sa.Column("error_class", sa.String(16), nullable=False),    # client | upstream | gateway | exception
+    sa.Column("critical", sa.Boolean(), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("code", sa.String(64), nullable=True),
+    sa.Column("provider", sa.String(64), nullable=True),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("endpoint", sa.String(200), nullable=True),
+    sa.Column("user_id", sa.BigInteger(), nullable=True),
+    sa.Column("message", sa.String(1000), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Index(None, "at"),
+    sa.Index(None, "critical", "at"),
+    sa.Index(None, "fingerprint", "at"),
+)
+
+# Recurring errors: one row per fingerprint (code, provider, model and the message with numbers and ids
+# stripped), its count growing by an upsert from every worker. A resolved pattern reopens on its next occurrence.
+error_patterns = sa.Table(
+    "error_patterns", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("error_class", sa.String(16), nullable=False),
+    sa.Column("code", sa.String(64), nullable=True),
+    sa.Column("provider", sa.String(64), nullable=True),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("message", sa.String(1000), nullable=False),           # normalized
+    sa.Column("sample_message", sa.String(1000), nullable=False),    # the latest occurrence, as it was
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("first_seen", Timestamp, nullable=False),
+    sa.Column("last_seen", Timestamp, nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="open"),   # open | resolved
+    sa.Column("reopened", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("resolved_at", Timestamp, nullable=True),
+    sa.Column("resolved_by", sa.String(100), nullable=True),
+    sa.Column("resolution_note", sa.String(2000), nullable=True),
+)
+
+# Downtime incidents (gatewayz/incidents): opened when a provider or a provider's model degrades, resolved on
+# recovery (resolved_by "auto") or by an admin. At most one open incident per target, across every worker:
+# the partial unique index makes opening a conditional insert that only one process can win.
+incidents = sa.Table(
+    "incidents", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),         # provider | model
+    sa.Column("target", sa.String(300), nullable=False),      # "provider" or "provider|upstream model"
+    sa.Column("severity", sa.String(16), nullable=False),     # critical | major
+    sa.Column("status", sa.String(16), nullable=False),       # open | resolved
+    sa.Column("opened_at", Timestamp, nullable=False),
+    sa.Column("resolved_at", Timestamp, nullable=True),
+    sa.Column("cause", sa.String(32), nullable=False),        # breaker_open | error_rate
+    sa.Column("notes", sa.String(2000), nullable=True),       # what the gateway saw, in words
+    sa.Column("events", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("resolved_by", sa.String(100), nullable=True),  # "auto" or the admin actor
+    sa.Column("resolution_note", sa.String(2000), nullable=True),
+    sa.Column("resolution_note_by", sa.String(100), nullable=True),
+    sa.Index("uq_incidents_open_target", "target", unique=True, sqlite_where=sa.text("status = 'open'"),
+             postgresql_where=sa.text("status = 'open'")),
+    sa.Index(None, "opened_at"),
+    sa.Index(None, "target", "opened_at"),
+)
+
+# What happened during an incident, in order: breaker transitions, error-rate readings, resolution, notes.
+incident_events = sa.Table(
+    "incident_events", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.BigInteger(), sa.ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("detail", sa.String(1000), nullable=False),
+    sa.Index(None, "incident_id", "at"),
+)
+
 # Client addresses allowed to run inference (GET/POST /api/admin/ip-whitelist). A row with a user_id applies to that
 # user's requests, a row without one to every request; while any row applies to a request, its address must
 # fall in one of them. `cidr` is normalized (ipaddress.ip_network, host bits cleared): "1.2.3.4/32", "10.0.0.0/24".

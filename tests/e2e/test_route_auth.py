@@ -14,10 +14,11 @@ from tests.gateway_server import ADMIN_KEY, GatewayServer
 PUBLIC_POST = {"/auth/register", "/auth/login"}
 PUBLIC = {"/health", "/health/quick", "/health/ready", "/v1/models", "/v1/models/{model_id}", "/health/models",
           "/health/models/uptime", "/v1/status", "/code-router/tiers", "/general-router/settings/options",
-          "/openapi.json", "/docs", "/docs/oauth2-redirect", "/plans", "/trial/partner/{code}"} | PUBLIC_POST
+          "/openapi.json", "/docs", "/docs/oauth2-redirect", "/plans", "/trial/partner/{code}",
+          "/api/stripe/credit-packages"} | PUBLIC_POST | {"/api/stripe/webhook"}   # Stripe signs its webhook
 ADMIN_PREFIXES = ("/admin/", "/credits/add", "/credits/adjust", "/refund", "/circuit-breakers", "/health/providers",
                   "/health/monitoring", "/health/system", "/metrics", "/api/metrics/", "/api/monitoring/",
-                  "/prometheus/", "/api/admin/")
+                  "/prometheus/", "/error-monitor/", "/api/admin/")
 PARAMS = {"provider": "emu-a", "key_id": "1", "model_id": "test/echo", "role": "user"}
 
 
@@ -58,7 +59,7 @@ def test_every_route_is_authenticated_or_public(gateway: GatewayServer, user: di
 
 
 def test_public_routes_answer_without_a_key(gateway: GatewayServer) -> None:
-    for path in PUBLIC - PUBLIC_POST - {"/docs/oauth2-redirect"}:
+    for path in PUBLIC - PUBLIC_POST - {"/docs/oauth2-redirect", "/api/stripe/webhook"}:
         assert httpx.get(gateway.url + _url(path)).status_code == 200, path
     routes = _routes(gateway)
     for path in PUBLIC_POST:

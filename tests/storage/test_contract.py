@@ -151,6 +151,26 @@ async def test_authority_duplicate_request_and_cap_at_hold(engine: AsyncEngine,
     assert await authority.balance(uid) == 400 == await _ledger_sum(engine, uid)
 
 
+
+async def test_writer_flushes_within_its_interval_after_going_idle(engine: AsyncEngine) -> None:
+    """Settlements are written a flush interval after they arrive, also once the writer has gone idle (it
+    used to wait for a drain, or for a full batch, before writing anything after its first batch)."""
+    ledger = LedgerStore(engine)
+    writer = SettlementWriter(ledger, flush_ms=5)
+    uid = await _user(engine, 1000)
+    written: list[int] = []
+    try:
+        for i in range(3):
+            writer.submit(Settlement(uid, f"w{i}", 10), written.append)
+            for _ in range(200):
+                if len(written) > i:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(written) == i + 1, f"settlement {i} was not written within 2 s"
+        assert await _ledger_sum(engine, uid) == 970
+    finally:
+        await writer.close()
+
 async def test_memory_authority_picks_up_outside_credit(engine: AsyncEngine) -> None:
     ledger = LedgerStore(engine)
     writer = SettlementWriter(ledger, flush_ms=5)

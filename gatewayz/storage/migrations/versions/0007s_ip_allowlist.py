@@ -1,13 +1,13 @@
 """IP allowlist entries, global or per user (/api/admin/ip-whitelist)
 
 Revision ID: 0007s
-Revises: 0008
+Revises: 0010
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007s"
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
