@@ -13,8 +13,10 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gatewayz import __version__
+from gatewayz.allowlist.routes import router as allowlist_router
 from gatewayz.analytics.routes import router as analytics_router
 from gatewayz.api.asgi import Endpoint, Receive, Scope, Send, send_error
+from gatewayz.api.browser import SecurityHeaders, with_cors
 from gatewayz.api.chat import ChatCompletions
 from gatewayz.api.completions import Completions
 from gatewayz.api.messages import CountTokens, Messages
@@ -31,6 +33,7 @@ from gatewayz.error_monitor.routes import router as error_monitor_router
 from gatewayz.errors import GatewayError, InvalidRequest, status_error
 from gatewayz.health.routes import router as health_router
 from gatewayz.incidents.routes import router as incidents_router
+from gatewayz.limits.routes import router as velocity_router
 from gatewayz.media.routes import router as media_router
 from gatewayz.monitoring.routes import router as monitoring_router
 from gatewayz.observability.routes import router as metrics_router
@@ -110,6 +113,7 @@ def create_app(settings: Settings) -> Gateway:
         roles_router,
         plans_router, stripe_router,
         error_monitor_router, incidents_router,
+        allowlist_router, velocity_router,
     )
     for router in routers:
         app.include_router(router)
@@ -137,7 +141,16 @@ class Gateway:
         for method, path in hot:
             self._hot_paths[path] = ", ".join(filter(None, [self._hot_paths.get(path), method]))
         c: Container = api.state.container
-        entry: Endpoint = RequestIdMiddleware(self._route, c.metrics.http_request, c.error_monitor.exception,
+        self._managed = SecurityHeaders(api, c.settings.security_headers)
+        hot_paths = tuple(self._hot_paths)
+
+        def observe(route: str, method: str, status: int, seconds: float) -> None:
+            c.metrics.http_request(route, method, status, seconds)
+            if method == "POST" and (route in hot_paths or route.startswith("/v1/")):
+                c.velocity.record(status)  # the inference error rate drives velocity mode
+
+        entry: Endpoint = RequestIdMiddleware(with_cors(self._route, c.settings.cors), observe,
+                                              c.error_monitor.exception,
                                               c.sentry.capture if c.sentry is not None else None)
         if c.sentry is not None:
             entry = c.sentry.wrap(entry, inference)
@@ -158,7 +171,7 @@ class Gateway:
                 err.headers["allow"] = allowed
                 await send_error(send, err)
                 return
-        await self.api(scope, receive, send)
+        await self._managed(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._entry(scope, receive, send)

@@ -51,7 +51,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     configure_logging(settings.log_level, settings.log_json)
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "loop": "uvloop", "http": "httptools",
                               "access_log": False, "log_level": settings.log_level, "timeout_graceful_shutdown": 30,
-                              "log_config": None}
+                              "log_config": None,
+                              # The client address is the gateway's decision (settings.trusted_proxies), not uvicorn's.
+                              "proxy_headers": False}
     if settings.workers == 1:
         from gatewayz.app import create_app
         uvicorn.run(create_app(settings), **common)

@@ -8,8 +8,12 @@ from datetime import datetime
 
 import aiohttp
 
+from gatewayz.allowlist.service import CHANNEL as ALLOWLIST_CHANNEL
+from gatewayz.allowlist.service import IpAllowlist
+from gatewayz.allowlist.store import AllowlistStore
 from gatewayz.analytics.retention import UsageRetention
 from gatewayz.analytics.store import UsageStore
+from gatewayz.api.client_ip import TrustedProxies
 from gatewayz.audit.store import AuditLog
 from gatewayz.auth.service import AuthService
 from gatewayz.billing.credits import CreditAuthority, SqlAuthority, make_authority
@@ -30,12 +34,14 @@ from gatewayz.keys.service import KeyService
 from gatewayz.keys.store import KeyStore
 from gatewayz.limits.limiter import MemoryLimiter
 from gatewayz.limits.store_redis import RedisLimiter
+from gatewayz.limits.velocity import Velocity
 from gatewayz.observability.metrics import Metrics
 from gatewayz.observability.sentry import make_sentry
 from gatewayz.observability.tracing import make_tracing
 from gatewayz.payments.service import StripeService
 from gatewayz.payments.store import PaymentStore
 from gatewayz.payments.webhook import Webhooks
+from gatewayz.pipeline.anonymous import AnonymousAccess
 from gatewayz.pipeline.dispatch import Dispatcher
 from gatewayz.pipeline.limit import RateLimits
 from gatewayz.plans.book import PlanBook
@@ -111,7 +117,12 @@ class Container:
         self.incidents.watch(self.breakers)
         self.planner = Planner(self.providers, self.breakers, self.provider_stats)
         limiter = RedisLimiter(self.redis) if self.redis is not None else MemoryLimiter()
-        self.limits = RateLimits(settings.limits, limiter, book.user_limits)
+        self.velocity = Velocity(settings.limits.velocity, self.redis)
+        self.limits = RateLimits(settings.limits, limiter, self.velocity, book.user_limits, settings.anonymous)
+        self.anonymous = AnonymousAccess(settings.anonymous, self.catalog)
+        self.proxies = TrustedProxies(settings.trusted_proxies)
+        self.allowlist = IpAllowlist(AllowlistStore(self.db), RevocationBus(
+            self.redis, local_only=settings.workers == 1, channel=ALLOWLIST_CHANNEL))
         self.auth = AuthService(settings.auth, self.db, self.users, limiter)
         priors = load_priors()
         priors.update({m.id: Prior(**m.priors.model_dump()) for m in settings.models if m.priors})
@@ -143,6 +154,8 @@ class Container:
         self.dispatch = Dispatcher(self.engine, self.adapters, self.breakers,
                                    self.settings.routing.retry_429_max_wait_s)
         self.keys.start()
+        self.velocity.start()
+        await self.allowlist.start()
         self.retention.start()
         self.error_monitor.start()
         self.incidents.start()
@@ -172,6 +185,8 @@ class Container:
         await self.error_monitor.close()
         self.ledger.close()
         await self.revocations.close()
+        await self.allowlist.close()
+        await self.velocity.close()
         await self.breakers.close()
         await self.incidents.close()   # after the breakers: their last transitions are recorded
         await self.limits.limiter.close()

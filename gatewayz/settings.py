@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from decimal import Decimal
@@ -180,6 +181,20 @@ class RoutingConfig(_Strict):
     ewma_alpha: float = Field(default=0.2, gt=0, le=1)
 
 
+class VelocityConfig(_Strict):
+    """Velocity mode: while more than `error_rate_threshold` of the gateway's inference answers (POST /v1/...;
+    4xx and 5xx count as errors, bar its own 429s) over the last `window_s` seconds are errors, with at least
+    `min_requests` in the window, every layer 1, 2 and 3 limit is applied at `multiplier`; it ends after
+    `cooldown_s` at or below the threshold."""
+
+    enabled: bool = True
+    error_rate_threshold: float = Field(default=0.25, gt=0, lt=1)
+    window_s: int = Field(default=60, ge=1, le=3600)
+    min_requests: int = Field(default=50, ge=1)
+    multiplier: float = Field(default=0.5, gt=0, le=1)
+    cooldown_s: int = Field(default=180, ge=1, le=86400)
+
+
 class LimitsConfig(_Strict):
     """Rate limits per minute; 0 turns one off. Enforced once across every worker and instance when Redis is
     configured (one atomic script per check), in process otherwise; Redis failing falls back to in process."""
@@ -189,6 +204,50 @@ class LimitsConfig(_Strict):
     user_requests_per_minute: int = Field(default=0, ge=0)       # per user, across all their keys
     ip_requests_per_minute: int = Field(default=300, ge=0)       # requests that fail authentication, per IP
     key_creations_per_hour: int = Field(default=10, ge=0)        # API keys a user may create, per user
+    velocity: VelocityConfig = Field(default_factory=VelocityConfig)
+
+
+class AnonymousConfig(_Strict):
+    """Layer 3: POST /v1/chat/completions without any credential, for the listed free models only (catalog
+    entries with `free: true`), limited per client address more strictly than a key; never charged."""
+
+    enabled: bool = False
+    models: list[str] = Field(default_factory=list)
+    requests_per_minute_per_ip: int = Field(default=10, ge=1)
+    tokens_per_minute_per_ip: int = Field(default=20_000, ge=1)
+
+
+class CorsConfig(_Strict):
+    """Browsers calling the gateway from other origins (the inference routes too). No origin is allowed until
+    listed; "*" allows any (without credentials: browsers refuse a wildcard with credentials)."""
+
+    allow_origins: list[str] = Field(default_factory=list)
+    allow_credentials: bool = False
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "PUT", "PATCH", "DELETE"])
+    allow_headers: list[str] = Field(default_factory=lambda: [
+        "authorization", "content-type", "x-api-key", "x-request-id", "x-session-id", "anthropic-version",
+        "anthropic-beta"])
+    expose_headers: list[str] = Field(default_factory=lambda: [
+        "x-request-id", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
+        "x-ratelimit-reason", "x-ratelimit-mode", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-tokens", "x-gateway-provider", "x-gateway-cost", "x-credits-remaining"])
+    max_age: int = Field(default=600, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _no_wildcard_credentials(self) -> CorsConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("allow_credentials needs the origins listed: browsers refuse a wildcard with them")
+        return self
+
+
+class SecurityHeadersConfig(_Strict):
+    """Headers on the management and dashboard routes (nosniff, frame denial, no referrer, a CSP that loads
+    nothing on non-HTML answers). HSTS only when `hsts_max_age_s` > 0: serve over HTTPS first."""
+
+    enabled: bool = True
+    hsts_max_age_s: int = Field(default=0, ge=0, le=2 * 365 * 86400)
+    hsts_include_subdomains: bool = False
 
 
 class Argon2Config(_Strict):
@@ -454,6 +513,12 @@ class Settings(_Strict):
     sentry_dsn: str | None = None
     sentry_environment: str = "production"
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)   # share of inference requests traced
+    anonymous: AnonymousConfig = Field(default_factory=AnonymousConfig)
+    cors: CorsConfig = Field(default_factory=CorsConfig)
+    security_headers: SecurityHeadersConfig = Field(default_factory=SecurityHeadersConfig)
+    # Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed; empty: the socket peer
+    # is the client. List your load balancer here, or every client shares its address (and its limits).
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=100)
     # The bundled catalog: every model the enabled built-in providers serve, priced (see README).
     builtin_catalog: bool = True
     # Keys and URLs of built-in providers found in the environment (OPENAI_API_KEY, GROQ_API_KEY, ...).
@@ -478,6 +543,28 @@ class Settings(_Strict):
         if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
         return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        out = []
+        for item in v:
+            try:
+                out.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR range") from None
+        return out
+
+    @model_validator(mode="after")
+    def _anonymous_stricter(self) -> Settings:
+        a, lim = self.anonymous, self.limits
+        if not a.enabled:
+            return self
+        if lim.requests_per_minute and a.requests_per_minute_per_ip > lim.requests_per_minute:
+            raise ValueError("anonymous.requests_per_minute_per_ip must not exceed limits.requests_per_minute")
+        if lim.tokens_per_minute and a.tokens_per_minute_per_ip > lim.tokens_per_minute:
+            raise ValueError("anonymous.tokens_per_minute_per_ip must not exceed limits.tokens_per_minute")
+        return self
 
     def builtin_enabled(self) -> list[str]:
         """Built-in providers switched on by a key (or, for local servers, a URL) in the environment."""

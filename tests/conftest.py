@@ -14,6 +14,7 @@ from gatewayz.settings import CreditsConfig, ModelConfig, ModelRoute, Pricing, P
 from tests.databases import DatabaseFactory
 from tests.emulator import Emulator
 from tests.gateway_server import ADMIN_KEY, GatewayServer, migrate
+from tests.redis_server import RedisServer
 
 EMU_KEY = "emu-secret-key"
 os.environ.pop("GATEWAYZ_CONFIG", None)
@@ -36,6 +37,14 @@ def db_url(databases: DatabaseFactory, backend: str) -> str:
     url = databases.url(backend)
     migrate(url)
     return url
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own (stop it mid-test to see the gateway carry on without it)."""
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

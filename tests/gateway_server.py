@@ -36,7 +36,8 @@ class GatewayServer:
         self.app = create_app(settings)
         self.container: Container = self.app.state.container
         self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, loop="asyncio",
-                                                     log_level="warning", access_log=False, lifespan="on"))
+                                                     log_level="warning", access_log=False, lifespan="on",
+                                                     proxy_headers=False))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.url = ""

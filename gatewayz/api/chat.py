@@ -46,6 +46,8 @@ def stream_failure(message: str) -> bytes:
 class OpenAIErrors:
     """Errors in OpenAI's shape: chat completions' and the OpenAI APIs translated to it (responses, completions)."""
 
+    anonymous = False  # layer 3 (anonymous free models) is chat completions only
+
     def error(self, exc: GatewayError) -> tuple[int, bytes, Headers]:
         return exc.status, exc.body_bytes(), [(k.encode(), v.encode()) for k, v in exc.headers.items()]
 
@@ -55,6 +57,7 @@ class OpenAIErrors:
 
 class OpenAIChat(OpenAIErrors):
     endpoint = "chat.completions"
+    anonymous = True
 
     def parse(self, ctx: RequestContext) -> None:
         parse_chat(ctx)

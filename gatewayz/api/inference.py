@@ -19,7 +19,7 @@ from gatewayz.observability.logging import log_request_content
 from gatewayz.observability.tracing import trace_of
 from gatewayz.pipeline.authenticate import authenticate
 from gatewayz.pipeline.context import RequestContext, Usage
-from gatewayz.pipeline.limit import success_headers
+from gatewayz.pipeline.limit import complete_refusal, success_headers
 from gatewayz.pipeline.plan import plan
 from gatewayz.pipeline.reserve import reserve
 from gatewayz.pipeline.settle import estimate_usage, finish, settle, usage_from_openai
@@ -43,6 +43,7 @@ class StreamRenderer(Protocol):
 
 class Dialect(Protocol):
     endpoint: str
+    anonymous: bool  # may serve layer 3 (anonymous) requests for the free models
 
     def parse(self, ctx: RequestContext) -> None: ...
     def error(self, exc: GatewayError) -> tuple[int, bytes, Headers]: ...
@@ -74,11 +75,6 @@ def record_done(ctx: RequestContext, c: Container) -> None:
         c.metrics.credits("refunded", ctx.hold.amount - ctx.cost_nanos)
 
 
-def client_ip(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
-
-
 class InferenceEndpoint:
     def __init__(self, container: Container, dialect: Dialect) -> None:
         self.c = container
@@ -102,13 +98,16 @@ class InferenceEndpoint:
         c, d = self.c, self.dialect
         try:
             ctx.raw = await read_body(receive, c.settings.max_body_bytes)
+            ip = c.proxies.client_ip(scope)
             with ctx.trace.stage("authenticate", ctx):
                 try:
-                    await authenticate(ctx, dict(scope["headers"]), c.keys, client_ip(scope))
-                except AuthenticationFailed:
-                    await c.limits.unauthenticated(client_ip(scope))
-                    raise
-            d.parse(ctx)
+                    await authenticate(ctx, dict(scope["headers"]), c.keys, ip, c.allowlist)
+                except AuthenticationFailed as exc:
+                    if not self._anonymous(ctx, exc):
+                        await c.limits.unauthenticated(ip)
+                        raise
+                else:
+                    d.parse(ctx)
             if c.settings.log_prompts:
                 log_request_content(log, ctx.request_id, ctx.requested_model, ctx.body)
             with ctx.trace.stage("rate_limits", ctx):
@@ -128,6 +127,7 @@ class InferenceEndpoint:
             ctx.status, ctx.error_code, ctx.error_message = exc.status, exc.code, exc.message
             if isinstance(exc, RateLimited):
                 c.metrics.rate_limited(str(exc.extra.get("reason", "upstream")))
+                complete_refusal(exc, ctx.rate, c.limits.velocity.mode)
             status, body, headers = d.error(exc)
             await send_bytes(send, status, body, headers=headers)
             return
@@ -142,6 +142,21 @@ class InferenceEndpoint:
             await self._stream(ctx, reply, send)
         else:
             raise TypeError("a chat request got a non-chat reply")
+
+    def _anonymous(self, ctx: RequestContext, exc: AuthenticationFailed) -> bool:
+        """Layer 3: a request with no credential at all, for a listed free model, is served anonymously. A body
+        that does not parse stays a 401 (the missing credential is the first thing wrong with it)."""
+        anonymous = self.c.anonymous
+        if not (anonymous.enabled and self.dialect.anonymous and exc.code == "missing_api_key"):
+            return False
+        try:
+            self.dialect.parse(ctx)
+        except GatewayError:
+            return False
+        if not anonymous.admit(ctx):
+            return False
+        self.c.allowlist.check(None, ctx.client_ip)
+        return True
 
     async def _json(self, ctx: RequestContext, data: dict[str, Any], send: Send) -> None:
         usage = usage_from_openai(data.get("usage"))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gatewayz.api.asgi import Receive, Scope, Send, read_body, send_bytes
-from gatewayz.api.inference import Headers, InferenceEndpoint, client_ip
+from gatewayz.api.inference import Headers, InferenceEndpoint
 from gatewayz.billing.money import nanos_to_json
 from gatewayz.errors import GatewayError, InvalidRequest, UpstreamResponse
 from gatewayz.pipeline.authenticate import authenticate
@@ -43,6 +43,7 @@ def _translate(body: dict[str, Any]) -> dict[str, Any]:
 
 class AnthropicMessages:
     endpoint = "messages"
+    anonymous = False
 
     def parse(self, ctx: RequestContext) -> None:
         check_chat(ctx, _translate(load_json(ctx.raw)))
@@ -102,7 +103,8 @@ class CountTokens:
         ctx = RequestContext(request_id=scope["gw.request_id"], client_request_id=False, endpoint="count_tokens")
         try:
             ctx.raw = await read_body(receive, self.c.settings.max_body_bytes)
-            await authenticate(ctx, dict(scope["headers"]), self.c.keys, client_ip(scope))
+            await authenticate(ctx, dict(scope["headers"]), self.c.keys, self.c.proxies.client_ip(scope),
+                               self.c.allowlist)
             body = load_json(ctx.raw)
             probe = dict(body)
             probe.setdefault("max_tokens", 1)  # count_tokens takes no max_tokens; validate the rest

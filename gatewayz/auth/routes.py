@@ -29,14 +29,10 @@ class NewPassword(BaseModel):
     current_password: str | None = Field(default=None, min_length=1, max_length=MAX_PASSWORD_CHARS)
 
 
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 @router.post("/auth/register", status_code=201)
 async def register(body: EmailPassword, request: Request, c: ContainerDep) -> dict[str, Any]:
     """A new account with no credits and no key: log in, then create keys at POST /user/api-keys."""
-    ip = client_ip(request)
+    ip = c.proxies.client_ip(request.scope)
     user = await c.auth.register(body.email, body.password, ip)
     await c.audit.append(f"user:{user.id}", "user.register", f"user:{user.id}", {"ip": ip})
     return {"id": user.id, "email": user.email, "role": user.role, "created_at": user.created_at}
@@ -45,7 +41,7 @@ async def register(body: EmailPassword, request: Request, c: ContainerDep) -> di
 @router.post("/auth/login")
 async def login(body: EmailPassword, request: Request, c: ContainerDep) -> dict[str, Any]:
     """A session token for the account routes (/user/*, and the admin area for staff roles); not for inference."""
-    ip = client_ip(request)
+    ip = c.proxies.client_ip(request.scope)
     s = await c.auth.login(body.email, body.password, ip)
     await c.audit.append(f"user:{s.user.user_id}", "user.login", f"session:{s.session_id}", {"ip": ip})
     return {"session_token": s.token, "token_type": "bearer", "expires_at": s.expires_at,
@@ -70,7 +66,7 @@ async def logout(request: Request, c: ContainerDep) -> dict[str, Any]:
 async def set_password(body: NewPassword, user: User, request: Request, c: ContainerDep) -> dict[str, Any]:
     """Set a first password (accounts made by an admin have none), or change it with `current_password`.
     Every other session of the account ends."""
-    changed = await c.auth.set_password(user, body.password, body.current_password, client_ip(request))
+    changed = await c.auth.set_password(user, body.password, body.current_password, c.proxies.client_ip(request.scope))
     await c.audit.append(actor_of(user), "user.password_changed" if changed else "user.password_set",
                          f"user:{user.user_id}")
     return {"password_set": True, "replaced": changed}

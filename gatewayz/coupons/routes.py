@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from decimal import Decimal
 from typing import Annotated, Any
@@ -16,8 +15,8 @@ from gatewayz.billing.money import nanos_to_json
 from gatewayz.container import Container
 from gatewayz.coupons.service import REASONS, refused
 from gatewayz.coupons.store import Coupon
-from gatewayz.errors import NotFound, RateLimited
-from gatewayz.limits.limiter import Limit
+from gatewayz.errors import NotFound
+from gatewayz.limits.quota import enforce, optional_limit
 
 router = APIRouter(tags=["coupons"])
 CODE_PATTERN = r"^[A-Z0-9_-]{3,40}$"
@@ -57,14 +56,8 @@ def coupon_json(k: Coupon) -> dict[str, Any]:
 
 async def _throttle(c: Container, user_id: int) -> None:
     """Validate and redeem calls per user per minute, so codes cannot be found by trying many."""
-    per_minute = c.coupons.config.attempts_per_minute
-    if per_minute == 0:
-        return
-    d = await c.limits.limiter.consume(f"u{user_id}:coupons", Limit(per_minute, 60))
-    if not d.allowed:
-        after = max(1, math.ceil(d.retry_after_s))
-        raise RateLimited(f"At most {per_minute} coupon attempts a minute; retry after {after}s.",
-                          code="coupon_attempts", headers={"retry-after": str(after)})
+    await enforce(c.limits.limiter, f"u{user_id}:coupons", optional_limit(c.coupons.config.attempts_per_minute, 60),
+                  "coupon_attempts", "coupon attempts", code="coupon_attempts")
 
 
 @router.post("/admin/coupons", status_code=201, tags=["admin"])

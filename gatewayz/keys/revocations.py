@@ -2,7 +2,8 @@
 
 With Redis: a pub/sub channel. Without it (or while Redis is unreachable) the bus is not `reliable`,
 and the key service caches verifications only briefly, so a revocation still reaches every worker
-within that short TTL. A single worker needs no bus: it evicts locally."""
+within that short TTL. A single worker needs no bus: it evicts locally. Other caches that must drop
+everything on a change (the IP allowlist) use a bus of their own on another channel."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ CHANNEL = "gatewayz:keys:revoked"
 
 
 class RevocationBus:
-    def __init__(self, client: aioredis.Redis | None, local_only: bool) -> None:
+    def __init__(self, client: aioredis.Redis | None, local_only: bool, channel: str = CHANNEL) -> None:
         self._client = client
+        self._channel = channel
         self._local_only = local_only
         self._connected = False
         self._task: asyncio.Task[None] | None = None
@@ -40,7 +42,7 @@ class RevocationBus:
         if self._client is None:
             return
         try:
-            await self._client.publish(CHANNEL, "*" if key_id is None else str(key_id))
+            await self._client.publish(self._channel, "*" if key_id is None else str(key_id))
         except (aioredis.RedisError, OSError):
             log.warning("could not broadcast a key revocation; other workers' caches expire shortly")
 
@@ -50,7 +52,7 @@ class RevocationBus:
         while True:
             try:
                 async with self._client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self._channel)
                     self._connected = True
                     self._on_revoke(None)  # messages may have been missed while disconnected
                     backoff = 0.5

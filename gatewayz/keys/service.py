@@ -17,6 +17,7 @@ from gatewayz.keys.revocations import RevocationBus
 from gatewayz.keys.store import KeyRecord, KeyStore
 
 ADMIN_ROLE = "admin"
+ANONYMOUS_ROLE = "anonymous"   # no credential at all: layer 3 access to the free models (pipeline.anonymous)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,10 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == ADMIN_ROLE
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.role == ANONYMOUS_ROLE
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,19 @@ def _span(window_s: float) -> str:
     return f"{window_s:g} seconds"
 
 
-async def enforce(limiter: MemoryLimiter, key: str, limit: Limit | None, reason: str, what: str) -> None:
+def limit_headers(limit: int, remaining: int, reset_s: float, after: int, reason: str,
+                  mode: str | None = None) -> dict[str, str]:
+    """The headers of every 429 the gateway sends (X-RateLimit-Mode on the request limits, which velocity mode
+    tightens)."""
+    headers = {"retry-after": str(after), "x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining),
+               "x-ratelimit-reset": str(math.ceil(reset_s)), "x-ratelimit-reason": reason}
+    if mode is not None:
+        headers["x-ratelimit-mode"] = mode
+    return headers
+
+
+async def enforce(limiter: MemoryLimiter, key: str, limit: Limit | None, reason: str, what: str,
+                  code: str = "rate_limit_exceeded") -> None:
     """Count one attempt at `what` for `key`, or raise the 429 (the refused attempt is not counted)."""
     if limit is None:
         return
@@ -31,7 +43,5 @@ async def enforce(limiter: MemoryLimiter, key: str, limit: Limit | None, reason:
         return
     after = max(1, math.ceil(d.retry_after_s))
     raise RateLimited(f"Too many {what}: at most {limit.amount} per {_span(limit.window_s)}. Retry after {after}s.",
-                      code="rate_limit_exceeded", extra={"reason": reason},
-                      headers={"retry-after": str(after), "x-ratelimit-limit": str(d.limit),
-                               "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(math.ceil(d.reset_s)),
-                               "x-ratelimit-reason": reason})
+                      code=code, extra={"reason": reason},
+                      headers=limit_headers(d.limit, 0, d.reset_s, after, reason))

@@ -14,12 +14,13 @@ from fastapi.responses import Response
 from gatewayz.api.inference import meta_headers, record_done
 from gatewayz.billing.money import nanos_to_json, nanos_to_usd
 from gatewayz.error_monitor.events import upstream_message
-from gatewayz.errors import AuthenticationFailed, GatewayError, InvalidRequest, UpstreamResponse
+from gatewayz.errors import AuthenticationFailed, GatewayError, InvalidRequest, RateLimited, UpstreamResponse
 from gatewayz.media.operations import Operation
 from gatewayz.observability.logging import log_request_content
 from gatewayz.observability.tracing import trace_of
 from gatewayz.pipeline.authenticate import authenticate
 from gatewayz.pipeline.context import RequestContext
+from gatewayz.pipeline.limit import complete_refusal
 from gatewayz.pipeline.plan import plan
 from gatewayz.pipeline.reserve import reserve
 from gatewayz.pipeline.settle import finish, settle
@@ -32,19 +33,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("gatewayz.media")
 
 
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 async def authenticated(request: Request, c: Container, op: Operation) -> RequestContext:
     """First of all, who is calling (nothing of the body is read before that)."""
     scope = request.scope
     ctx = RequestContext(request_id=scope["gw.request_id"], client_request_id=scope["gw.client_request_id"],
                          endpoint=op.name, operation=op.path, trace=trace_of(scope))
-    ip = _client_ip(request)
+    ip = c.proxies.client_ip(scope)
     with ctx.trace.stage("authenticate", ctx):
         try:
-            await authenticate(ctx, dict(scope["headers"]), c.keys, ip)
+            await authenticate(ctx, dict(scope["headers"]), c.keys, ip, c.allowlist)
         except AuthenticationFailed:
             await c.limits.unauthenticated(ip)
             raise
@@ -59,6 +56,9 @@ async def run_operation(request: Request, c: Container, op: Operation, ctx: Requ
         return await _serve(request, c, op, ctx)
     except GatewayError as exc:
         ctx.status, ctx.error_code, ctx.error_message = exc.status, exc.code, exc.message
+        if isinstance(exc, RateLimited):
+            c.metrics.rate_limited(str(exc.extra.get("reason", "upstream")))
+            complete_refusal(exc, ctx.rate, c.limits.velocity.mode)
         raise
     finally:
         if ctx.hold is not None and not ctx.settled:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gatewayz.allowlist.service import IpAllowlist
 from gatewayz.auth.tokens import is_session_token
 from gatewayz.errors import AuthenticationFailed, PermissionDenied
 from gatewayz.keys.service import KeyService
@@ -19,7 +20,10 @@ def credential(headers: dict[bytes, bytes]) -> str | None:
     return key.decode("latin-1").strip() if key else None
 
 
-async def authenticate(ctx: RequestContext, headers: dict[bytes, bytes], keys: KeyService, ip: str) -> None:
+async def authenticate(ctx: RequestContext, headers: dict[bytes, bytes], keys: KeyService, ip: str,
+                       allowlist: IpAllowlist) -> None:
+    """Who is calling, and may they call from this address (the key's own `allowed_ips`, the IP allowlist)."""
+    ctx.client_ip = ip
     token = credential(headers)
     if token is None:
         raise AuthenticationFailed("Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`.",
@@ -35,5 +39,6 @@ async def authenticate(ctx: RequestContext, headers: dict[bytes, bytes], keys: K
     r = p.restrictions
     r.check_scope("inference")
     r.check_ip(ip)
+    allowlist.check(p.user_id, ip)
     referrer = headers.get(b"referer") or headers.get(b"origin")
     r.check_referrer(referrer.decode("latin-1") if referrer else None)

@@ -39,6 +39,7 @@ class RequestContext:
     endpoint: str
     started: float = field(default_factory=time.perf_counter)
     principal: Principal | None = None
+    client_ip: str = ""                      # api.client_ip: the socket peer, or the client behind our proxies
     raw: bytes = b""
     body: dict[str, Any] = field(default_factory=dict)
     requested_model: str = ""

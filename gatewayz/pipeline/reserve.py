@@ -58,7 +58,10 @@ def worst_case(ctx: RequestContext, hold: HoldFn = chat_hold) -> int:
 async def reserve(ctx: RequestContext, authority: CreditAuthority, ledger: LedgerStore, plans: PlanService,
                   hold: HoldFn = chat_hold) -> None:
     entry, principal = ctx.entry, ctx.principal
-    assert entry is not None and principal is not None and principal.user_id is not None
+    assert entry is not None and principal is not None
+    if principal.is_anonymous:
+        return  # a listed free model and no account: nothing to hold, nothing will be charged (no hold, no settle)
+    assert principal.user_id is not None
     if ctx.client_request_id and await ledger.charged(principal.user_id, ctx.request_id):
         raise duplicate(ctx.request_id)
     amount = worst_case(ctx, hold)

@@ -376,3 +376,16 @@ incident_events = sa.Table(
     sa.Column("detail", sa.String(1000), nullable=False),
     sa.Index(None, "incident_id", "at"),
 )
+
+# Client addresses allowed to run inference (GET/POST /api/admin/ip-whitelist). A row with a user_id applies to that
+# user's requests, a row without one to every request; while any row applies to a request, its address must
+# fall in one of them. `cidr` is normalized (ipaddress.ip_network, host bits cleared): "1.2.3.4/32", "10.0.0.0/24".
+ip_allowlist = sa.Table(
+    "ip_allowlist", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("cidr", sa.String(49), nullable=False),
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True,
+              index=True),
+    sa.Column("description", sa.String(500), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)

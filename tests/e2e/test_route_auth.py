@@ -18,7 +18,7 @@ PUBLIC = {"/health", "/health/quick", "/health/ready", "/v1/models", "/v1/models
           "/api/stripe/credit-packages"} | PUBLIC_POST | {"/api/stripe/webhook"}   # Stripe signs its webhook
 ADMIN_PREFIXES = ("/admin/", "/credits/add", "/credits/adjust", "/refund", "/circuit-breakers", "/health/providers",
                   "/health/monitoring", "/health/system", "/metrics", "/api/metrics/", "/api/monitoring/",
-                  "/prometheus/", "/error-monitor/", "/api/instrumentation/")
+                  "/prometheus/", "/error-monitor/", "/api/instrumentation/", "/api/admin/")
 PARAMS = {"provider": "emu-a", "key_id": "1", "model_id": "test/echo", "role": "user"}
 
 
