@@ -98,16 +98,18 @@ class Engine:
                 sock_read=spec.timeout_s if stream else None)
         return t
 
-    async def chat(self, adapter: Adapter, out: Outgoing, stream: bool,
-                   remaining_s: float) -> JsonReply | StreamReply | ClientError:
-        spec = adapter.spec
+    async def _send(self, adapter: Adapter, out: Outgoing, stream: bool, remaining_s: float) -> aiohttp.ClientResponse:
         try:
-            resp = await self._session.post(out.url, data=out.data, headers=self._headers(out),
-                                            timeout=self._timeout(spec, stream, remaining_s))
+            return await self._session.post(out.url, data=out.data, headers=self._headers(out),
+                                            timeout=self._timeout(adapter.spec, stream, remaining_s))
         except TimeoutError:
             raise AttemptFailed("timeout") from None
         except aiohttp.ClientError:
             raise AttemptFailed("connect") from None
+
+    async def chat(self, adapter: Adapter, out: Outgoing, stream: bool,
+                   remaining_s: float) -> JsonReply | StreamReply | ClientError:
+        resp = await self._send(adapter, out, stream, remaining_s)
         try:
             if resp.status != 200:
                 return await self._refusal(adapter, resp)
@@ -123,13 +125,7 @@ class Engine:
 
     async def call(self, adapter: Adapter, out: Outgoing, remaining_s: float) -> RawReply | ClientError:
         """One non-chat request (no streaming): the answer's bytes, or the client error, or AttemptFailed."""
-        try:
-            resp = await self._session.post(out.url, data=out.data, headers=self._headers(out),
-                                            timeout=self._timeout(adapter.spec, False, remaining_s))
-        except TimeoutError:
-            raise AttemptFailed("timeout") from None
-        except aiohttp.ClientError:
-            raise AttemptFailed("connect") from None
+        resp = await self._send(adapter, out, False, remaining_s)
         try:
             if resp.status != 200:
                 return await self._refusal(adapter, resp)

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from tests.conftest import EMU_KEY
 from tests.databases import DatabaseFactory, require_redis
 from tests.emulator import Emulator, Fault
 from tests.gateway_server import ADMIN_KEY, migrate
+from tests.net import free_port, wait_until
 
 BIN = Path(sys.executable).parent / "gatewayz"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -53,21 +54,6 @@ CLIENTS = 6          # client threads
 NANOS = 1_000_000_000
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until(check: Callable[[], bool], timeout_s: float, step_s: float = 0.1) -> bool:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if check():
-            return True
-        time.sleep(step_s)
-    return check()
 
 
 def _up(url: str) -> bool:
@@ -81,7 +67,7 @@ class Node:
     """One `gatewayz serve` process (one worker) on its own port."""
 
     def __init__(self, cfg: Path, log: Path) -> None:
-        self.cfg, self.log, self.port = cfg, log, _free_port()
+        self.cfg, self.log, self.port = cfg, log, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -94,7 +80,7 @@ class Node:
     def wait_ready(self) -> None:
         proc = self.proc
         assert proc is not None
-        if not _wait_until(lambda: _up(self.url) or proc.poll() is not None, 45) or proc.poll() is not None:
+        if not wait_until(lambda: _up(self.url) or proc.poll() is not None, 45) or proc.poll() is not None:
             raise RuntimeError(f"gateway at {self.url} did not start: {self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
@@ -290,11 +276,11 @@ def test_sigkill_of_one_process_loses_no_request_and_no_credit(nodes: tuple[list
     assert any(o.node == victim and o.started > dead_at for o in ok), "the restarted process served nothing"
 
     # The holds of the killed process expire and a sweeper releases them.
-    assert _wait_until(lambda: _db(db_url, user_id)["held"] == 0, HOLD_TTL_S * 4 + 10, 0.5), _db(db_url, user_id)
+    assert wait_until(lambda: _db(db_url, user_id)["held"] == 0, HOLD_TTL_S * 4 + 10, 0.5), _db(db_url, user_id)
     state = _db(db_url, user_id)
     assert state["holds"] == 0
     if any(o.status == 200 and o.error for o in failed):   # a stream cut short by the kill had its hold taken
-        assert _wait_until(lambda: any("expired credit holds" in n.log.read_text() for n in cluster), 10)
+        assert wait_until(lambda: any("expired credit holds" in n.log.read_text() for n in cluster), 10)
     balance = state["balance"]
     assert 0 <= balance <= opening
     charges = [(rid, -amount) for kind, amount, rid in state["ledger"] if kind == "api_usage"]
@@ -326,5 +312,5 @@ def test_sigkill_of_one_process_loses_no_request_and_no_credit(nodes: tuple[list
         def counted(url: str = node.url, want: int = len(mine)) -> bool:
             return _ok_count(url)[0] == want
 
-        assert _wait_until(counted, 10), (i, _ok_count(node.url), len(mine))
+        assert wait_until(counted, 10), (i, _ok_count(node.url), len(mine))
         assert abs(_ok_count(node.url)[1] - want_cost) < 1e-6

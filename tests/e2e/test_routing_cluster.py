@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +25,13 @@ from tests.conftest import EMU_KEY, GatewayFactory
 from tests.databases import DatabaseFactory, postgres_available, require_redis
 from tests.emulator import Emulator, Fault
 from tests.gateway_server import ADMIN_KEY, migrate
+from tests.net import free_port, wait_until
 
 BIN = Path(sys.executable).parent / "gatewayz"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 HELLO: Any = [{"role": "user", "content": "hello cluster"}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until(check: Callable[[], bool], timeout_s: float, step_s: float = 0.05) -> bool:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if check():
-            return True
-        time.sleep(step_s)
-    return check()
 
 
 class Cluster:
@@ -93,7 +80,7 @@ models:
     procs: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     for _ in range(2):
-        port = _free_port()
+        port = free_port()
         procs.append(subprocess.Popen([str(BIN), "serve", "--config", str(cfg), "--port", str(port)], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True))
         urls.append(f"http://127.0.0.1:{port}")
@@ -109,7 +96,7 @@ models:
             def ready(u: str = url, p: subprocess.Popen[bytes] = proc) -> bool:
                 return up(u) or p.poll() is not None
 
-            if not _wait_until(ready, 40, 0.1) or proc.poll() is not None:
+            if not wait_until(ready, 40, 0.1) or proc.poll() is not None:
                 out = proc.stdout.read().decode() if proc.poll() is not None and proc.stdout else ""
                 raise RuntimeError(f"gateway at {url} did not start: {out}")
         yield Cluster(urls, pa, pb)
@@ -152,8 +139,8 @@ def test_breaker_opened_through_one_process_is_open_in_the_other(cluster: Cluste
         r = cluster.chat(a_url, key)
         assert r.status_code == 200 and r.headers["x-gateway-provider"] == pb
         assert len(emu_a.requests) == i + 1
-    assert _wait_until(lambda: cluster.breaker(a_url, pa)["state"] == "open", 3)
-    assert _wait_until(lambda: cluster.breaker(b_url, pa)["state"] == "open", 3), cluster.breaker(b_url, pa)
+    assert wait_until(lambda: cluster.breaker(a_url, pa)["state"] == "open", 3)
+    assert wait_until(lambda: cluster.breaker(b_url, pa)["state"] == "open", 3), cluster.breaker(b_url, pa)
     assert cluster.breaker(b_url, pb)["state"] == "closed"
 
     for _ in range(4):  # process B never saw a failure itself, yet skips the provider
@@ -168,7 +155,7 @@ def test_breaker_opened_through_one_process_is_open_in_the_other(cluster: Cluste
     emu_a.set_default_fault(None)
     r = httpx.post(f"{b_url}/circuit-breakers/{pa}/reset", headers=ADMIN, timeout=5)
     assert r.status_code == 200, r.text
-    assert _wait_until(lambda: cluster.breaker(a_url, pa)["state"] == "closed", 3)
+    assert wait_until(lambda: cluster.breaker(a_url, pa)["state"] == "closed", 3)
     r = cluster.chat(a_url, key)
     assert r.status_code == 200 and r.headers["x-gateway-provider"] == pa
 
@@ -182,11 +169,11 @@ def test_consecutive_failures_add_up_across_processes(cluster: Cluster, emu_a: E
     emu_a.set_default_fault(Fault(status=503))
     for url in (a_url, a_url):
         assert cluster.chat(url, key).headers["x-gateway-provider"] == pb
-    assert _wait_until(lambda: cluster.breaker(b_url, pa)["consecutive_failures"] == 2, 3), \
+    assert wait_until(lambda: cluster.breaker(b_url, pa)["consecutive_failures"] == 2, 3), \
         cluster.breaker(b_url, pa)
     assert cluster.breaker(b_url, pa)["state"] == "closed"
     assert cluster.chat(b_url, key).headers["x-gateway-provider"] == pb
-    assert _wait_until(lambda: cluster.breaker(a_url, pa)["state"] == "open", 3), cluster.breaker(a_url, pa)
+    assert wait_until(lambda: cluster.breaker(a_url, pa)["state"] == "open", 3), cluster.breaker(a_url, pa)
     assert cluster.breaker(b_url, pa)["state"] == "open"
     seen = len(emu_a.requests)
     assert seen == 3
@@ -216,7 +203,7 @@ def test_unreachable_redis_falls_back_to_in_process_breakers(gateway_factory: Ga
         assert provider() == "emu-b"
         assert time.perf_counter() - t0 < 2
     with gw.admin() as admin:
-        assert _wait_until(lambda: admin.get("/circuit-breakers/emu-a").json()["state"] == "open", 3)
+        assert wait_until(lambda: admin.get("/circuit-breakers/emu-a").json()["state"] == "open", 3)
         for _ in range(3):
             assert provider() == "emu-b"
         assert len(emu_a.requests) == 4
