@@ -22,7 +22,7 @@ lint: install
 	$(BIN)/mypy gatewayz
 
 test: install lint
-	$(BIN)/pytest -q -p no:cacheprovider tests
+	$(BIN)/pytest -q -p no:cacheprovider -n 4 --dist loadfile tests
 
 bench: install
 	$(BIN)/python bench/run_bench.py

@@ -79,7 +79,11 @@ class Container:
                         settings.data_dir / "secret.key")
         self.cipher = KeyCipher(master)
         self.redis = connect_redis(settings.redis_url) if settings.redis_url else None
-        self.revocations = RevocationBus(self.redis, local_only=settings.workers == 1)
+        # Everything this deployment keeps in Redis is namespaced by its encryption key (which every instance of
+        # one deployment shares), so deployments (and test runs) sharing one Redis never share limits or breakers.
+        ns = self.cipher.lookup_hash("redis-namespace")[:12] + ":"
+        self.revocations = RevocationBus(self.redis, local_only=settings.workers == 1,
+                                         channel=f"gatewayz:{ns}keys:revoked")
         self.keys = KeyService(KeyStore(self.db), self.cipher, settings.admin_key, self.revocations)
         self.users = UserStore(self.db)
         self.audit = AuditLog(self.db)
@@ -109,26 +113,27 @@ class Container:
         self.sentry = make_sentry(settings) if serving else None
         r = settings.routing
         policy = BreakerPolicy(r.breaker.failure_threshold, r.breaker.cooldown_s, r.breaker.half_open_successes)
-        self.breakers = RedisBreakers(policy, self.redis) if self.redis is not None else MemoryBreakers(policy)
+        self.breakers = RedisBreakers(policy, self.redis, ns) if self.redis is not None else MemoryBreakers(policy)
         self.breakers.on_transition = self.metrics.breaker_transition
         self.provider_stats = ProviderStats(r.ewma_alpha)
         self.error_monitor = ErrorMonitor(ErrorStore(self.db), settings.errors)
         self.incidents = IncidentTracker(IncidentStore(self.db), settings.incidents, self.breakers, self.provider_stats)
         self.incidents.watch(self.breakers)
         self.planner = Planner(self.providers, self.breakers, self.provider_stats)
-        limiter = RedisLimiter(self.redis) if self.redis is not None else MemoryLimiter()
-        self.velocity = Velocity(settings.limits.velocity, self.redis)
+        limiter = RedisLimiter(self.redis, f"gwrl:{ns}") if self.redis is not None else MemoryLimiter()
+        self.velocity = Velocity(settings.limits.velocity, self.redis, f"gatewayz:{ns}velocity")
         self.limits = RateLimits(settings.limits, limiter, self.velocity, book.user_limits, settings.anonymous)
         self.anonymous = AnonymousAccess(settings.anonymous, self.catalog)
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.allowlist = IpAllowlist(AllowlistStore(self.db), RevocationBus(
-            self.redis, local_only=settings.workers == 1, channel=ALLOWLIST_CHANNEL))
+            self.redis, local_only=settings.workers == 1, channel=f"{ALLOWLIST_CHANNEL}:{ns}"))
         self.auth = AuthService(settings.auth, self.db, self.users, limiter)
         priors = load_priors()
         priors.update({m.id: Prior(**m.priors.model_dump()) for m in settings.models if m.priors})
         self.routers = Routers(self.catalog, self.provider_stats, self.breakers, priors)
         self.prober = Prober(r.probes, self.catalog, self.adapters, {m.id: m.tier for m in settings.models},
                              self.breakers, self.provider_stats, self.redis)
+        self.prober.namespace = ns
         self._http: aiohttp.ClientSession | None = None
         self.engine: Engine
         self.dispatch: Dispatcher

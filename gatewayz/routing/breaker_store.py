@@ -142,9 +142,12 @@ class MemoryBreakers:
 
 
 class RedisBreakers(MemoryBreakers):
-    def __init__(self, policy: BreakerPolicy, client: aioredis.Redis) -> None:
+    def __init__(self, policy: BreakerPolicy, client: aioredis.Redis, namespace: str = "") -> None:
         super().__init__(policy)
         self._redis = client
+        # One deployment's breakers: another deployment sharing the Redis has its own keys and channel.
+        self._keys = f"gwcb:{namespace}"
+        self._channel = f"{CHANNEL}{':' + namespace.rstrip(':') if namespace else ''}"
         self._script = client.register_script(_LUA)
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[Any]] = set()
@@ -163,14 +166,16 @@ class RedisBreakers(MemoryBreakers):
         p = self.policy
         try:
             before, after, failures, successes, opened = await self._script(
-                keys=[f"gwcb:{key}"], args=[outcome, now(), p.failure_threshold, p.cooldown_s, p.half_open_successes])
+                keys=[self._keys + key],
+                args=[outcome, now(), p.failure_threshold, p.cooldown_s, p.half_open_successes])
         except (aioredis.RedisError, OSError):
             return self._record_local(key, outcome)  # Redis is down: this process decides alone
         before, after = _text(before), _text(after)
         self.apply(key, after, int(failures), int(successes), float(_text(opened)))  # type: ignore[arg-type]
         self._count(key, before, after)  # type: ignore[arg-type]
         try:
-            await self._redis.publish(CHANNEL, f"{key}\t{after}\t{int(failures)}\t{int(successes)}\t{_text(opened)}")
+            message = f"{key}\t{after}\t{int(failures)}\t{int(successes)}\t{_text(opened)}"
+            await self._redis.publish(self._channel, message)
         except (aioredis.RedisError, OSError):
             pass  # the others read it on their next report
         return before, after  # type: ignore[return-value]
@@ -179,12 +184,12 @@ class RedisBreakers(MemoryBreakers):
         await super().reset(key)
         try:
             if key is None:
-                names = [k async for k in self._redis.scan_iter(match="gwcb:*")]
+                names = [k async for k in self._redis.scan_iter(match=self._keys + "*")]
                 if names:
                     await self._redis.delete(*names)
             else:
-                await self._redis.delete(f"gwcb:{key}")
-            await self._redis.publish(CHANNEL, f"{key or '*'}\treset")
+                await self._redis.delete(self._keys + key)
+            await self._redis.publish(self._channel, f"{key or '*'}\treset")
         except (aioredis.RedisError, OSError):
             log.warning("could not reset breaker %s in Redis", key or "*")
 
@@ -193,7 +198,7 @@ class RedisBreakers(MemoryBreakers):
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self._channel)
                     backoff = 0.5
                     while True:
                         msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)

@@ -44,6 +44,7 @@ class Prober:
         self._breakers = breakers
         self._stats = stats
         self._redis = redis
+        self.namespace = ""  # the deployment's Redis namespace (set by the container)
         self._engine: Engine | None = None
         self._task: asyncio.Task[None] | None = None
         self._due: dict[tuple[str, str], float] = {}
@@ -84,7 +85,7 @@ class Prober:
         if self._redis is None:
             return True
         try:
-            got = await self._redis.set(f"gwprobe:{entry.id}|{route.provider}", "1", nx=True,
+            got = await self._redis.set(f"gwprobe:{self.namespace}{entry.id}|{route.provider}", "1", nx=True,
                                         ex=max(1, int(self.interval(entry))))
             return bool(got)
         except (aioredis.RedisError, OSError):
