@@ -50,8 +50,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     asyncio.run(_with_container(settings, lambda _: asyncio.sleep(0)))  # migrate once, before any worker
     configure_logging(settings.log_level, settings.log_json)
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "loop": "uvloop", "http": "httptools",
-                              "access_log": False, "log_level": settings.log_level, "timeout_graceful_shutdown": 30,
-                              "log_config": None,
+                              "access_log": False, "log_level": settings.log_level, "log_config": None,
+                              # SIGTERM: in-flight requests and streams finish within the grace, then the
+                              # lifespan's shutdown writes every pending settlement.
+                              "timeout_graceful_shutdown": settings.shutdown_grace_s,
                               # The client address is the gateway's decision (settings.trusted_proxies), not uvicorn's.
                               "proxy_headers": False}
     if settings.workers == 1:
