@@ -22,7 +22,9 @@ import fcntl
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -42,9 +44,9 @@ class Replayed:
 
 
 def encode(seq: int, s: Settlement) -> bytes:
-    return orjson.dumps({"s": seq, "u": s.user_id, "r": s.request_id, "c": s.cost_nanos, "h": s.hold_nanos,
-                         "m": s.model, "p": s.prompt_tokens, "o": s.completion_tokens, "g": s.usage},
-                        default=str) + b"\n"
+    return orjson.dumps({"s": seq, "t": round(time.time(), 3), "u": s.user_id, "r": s.request_id,
+                         "c": s.cost_nanos, "h": s.hold_nanos, "m": s.model, "p": s.prompt_tokens,
+                         "o": s.completion_tokens, "g": s.usage}) + b"\n"
 
 
 def read(path: Path) -> list[Settlement]:
@@ -61,10 +63,13 @@ def read(path: Path) -> list[Settlement]:
                 for seq in obj["a"]:
                     entries.pop(int(seq), None)
                 continue
+            usage = dict(obj["g"])
+            if usage:   # the usage record is dated when the request finished, not when it is replayed
+                usage["created_at"] = datetime.fromtimestamp(float(obj["t"]), UTC)
             entries[int(obj["s"])] = Settlement(
                 user_id=int(obj["u"]), request_id=str(obj["r"]), cost_nanos=int(obj["c"]),
                 hold_nanos=int(obj["h"]), model=obj["m"], prompt_tokens=int(obj["p"]),
-                completion_tokens=int(obj["o"]), usage=dict(obj["g"]))
+                completion_tokens=int(obj["o"]), usage=usage)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             where = "last line (torn by a crash)" if n >= len(lines) - 2 else f"line {n + 1}"
             log.warning("settlement journal %s: skipping unreadable %s", path.name, where)
