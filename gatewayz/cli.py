@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
@@ -58,11 +59,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
                               "proxy_headers": False}
     if settings.workers == 1:
         from gatewayz.app import create_app
+
+        # uvicorn re-raises SIGTERM once its graceful shutdown is over; that shutdown is the normal way to stop
+        # (everything in flight finished, every settlement written), so the exit status is 0.
+        signal.signal(signal.SIGTERM, _stopped)
         uvicorn.run(create_app(settings), **common)
     else:
         # Workers import the app themselves: hand them the same configuration through the environment.
         worker_environment(getattr(args, "config", None), settings)
         uvicorn.run("gatewayz.app:app_factory", factory=True, workers=settings.workers, **common)
+
+
+def _stopped(signum: int, frame: object) -> None:
+    sys.exit(0)
 
 
 def _usd(value: str) -> Decimal:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gatewayz.billing.credits import Hold, MemoryAuthority, SqlAuthority
+from gatewayz.billing.credits import MemoryAuthority, SqlAuthority
 from gatewayz.billing.journal import SettlementJournal, read
 from gatewayz.billing.store import LedgerStore, Settlement
 from gatewayz.billing.writer import SettlementWriter
@@ -61,6 +60,10 @@ async def _state(engine: AsyncEngine, user_id: int) -> tuple[int, int, list[tupl
     return int(bal), int(held), ledger, usage, int(holds)
 
 
+def _files(directory: Path) -> list[Path]:
+    return list(directory.iterdir())
+
+
 def _die(journal: SettlementJournal) -> None:
     """What SIGKILL does to a journal: its descriptors close (the lock goes), its files stay."""
     for fd in (journal._fd, journal._lock_fd):   # noqa: SLF001 - simulating the process's death
@@ -86,7 +89,7 @@ def test_append_marks_applied_and_truncates(tmp_path: Path) -> None:
         assert [(s.request_id, s.cost_nanos) for s in read(j.path)] == [("r3", 5)]
         j.applied(d)
         await j.close()
-        assert list(tmp_path.iterdir()) == []   # a clean stop leaves nothing behind
+        assert _files(tmp_path) == []   # a clean stop leaves nothing behind
     asyncio.run(run())
 
 
@@ -122,7 +125,7 @@ async def test_replay_is_idempotent_and_capped(engine: AsyncEngine, tmp_path: Pa
         assert bal == 0 and held == 0
         assert sorted(ledger) == [("applied", 30), ("lost", 40), ("too-much", 30)]
         assert usage == dict(ledger)
-        assert list(tmp_path.iterdir()) == []   # the dead journal and its lock are gone
+        assert _files(tmp_path) == []   # the dead journal and its lock are gone
 
         # The same journal replayed again (a crash during the first replay) charges nothing more.
         again = SettlementJournal(tmp_path, 10_000)
@@ -207,19 +210,20 @@ time.sleep(120)
 async def test_a_live_process_journal_is_never_replayed(engine: AsyncEngine, tmp_path: Path) -> None:
     store = LedgerStore(engine)
     uid = await _user(engine, 100)
-    proc = subprocess.Popen([sys.executable, "-c", _LIVE, str(tmp_path), str(uid)], stdout=subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _LIVE, str(tmp_path), str(uid),
+                                                stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
-        assert await asyncio.to_thread(proc.stdout.readline) == b"ready\n"
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"ready\n"
         out = await SettlementJournal(tmp_path, 10_000).replay(store)
         assert out.journals == 0 and (await _state(engine, uid))[0] == 100   # locked: left alone
         os.kill(proc.pid, signal.SIGKILL)
-        await asyncio.to_thread(proc.wait, 10)
+        await asyncio.wait_for(proc.wait(), 10)
         out = await SettlementJournal(tmp_path, 10_000).replay(store)
         assert (out.journals, out.charged) == (1, 11)
         assert (await _state(engine, uid))[0] == 89
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait(10)
+            await proc.wait()
         store.close()
