@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
@@ -50,17 +51,27 @@ def cmd_serve(args: argparse.Namespace) -> None:
     asyncio.run(_with_container(settings, lambda _: asyncio.sleep(0)))  # migrate once, before any worker
     configure_logging(settings.log_level, settings.log_json)
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "loop": "uvloop", "http": "httptools",
-                              "access_log": False, "log_level": settings.log_level, "timeout_graceful_shutdown": 30,
-                              "log_config": None,
+                              "access_log": False, "log_level": settings.log_level, "log_config": None,
+                              # SIGTERM: in-flight requests and streams finish within the grace, then the
+                              # lifespan's shutdown writes every pending settlement.
+                              "timeout_graceful_shutdown": settings.shutdown_grace_s,
                               # The client address is the gateway's decision (settings.trusted_proxies), not uvicorn's.
                               "proxy_headers": False}
     if settings.workers == 1:
         from gatewayz.app import create_app
+
+        # uvicorn re-raises SIGTERM once its graceful shutdown is over; that shutdown is the normal way to stop
+        # (everything in flight finished, every settlement written), so the exit status is 0.
+        signal.signal(signal.SIGTERM, _stopped)
         uvicorn.run(create_app(settings), **common)
     else:
         # Workers import the app themselves: hand them the same configuration through the environment.
         worker_environment(getattr(args, "config", None), settings)
         uvicorn.run("gatewayz.app:app_factory", factory=True, workers=settings.workers, **common)
+
+
+def _stopped(signum: int, frame: object) -> None:
+    sys.exit(0)
 
 
 def _usd(value: str) -> Decimal:

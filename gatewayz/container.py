@@ -17,6 +17,7 @@ from gatewayz.api.client_ip import TrustedProxies
 from gatewayz.audit.store import AuditLog
 from gatewayz.auth.service import AuthService
 from gatewayz.billing.credits import CreditAuthority, SqlAuthority, make_authority
+from gatewayz.billing.journal import SettlementJournal, journal_dir
 from gatewayz.billing.money import usd_to_nanos
 from gatewayz.billing.store import LedgerStore
 from gatewayz.billing.writer import SettlementWriter
@@ -92,8 +93,11 @@ class Container:
         self.retention = UsageRetention(self.usage, settings.usage.retention_days)
         self.writer = SettlementWriter(self.ledger, settings.credits.settle_flush_ms)
         book = PlanBook(settings)
+        self.journal = SettlementJournal(journal_dir(settings.data_dir), settings.credits.journal_fsync_ms) \
+            if settings.credits.journal else None
         self.credits: CreditAuthority = make_authority(settings.credits.authority, settings.workers, self.ledger,
-                                                       self.writer, settings.credits.hold_ttl_s, book.period)
+                                                       self.writer, settings.credits.hold_ttl_s, book.period,
+                                                       self.journal)
         self.plans = PlanService(book, PlanStore(self.db), self.credits, self._daily_spend(), self.keys, self.audit)
         self.low_balance_nanos = usd_to_nanos(settings.credits.low_balance_threshold_usd)
         self.coupons = CouponService(CouponStore(self.db), self.credits, self.audit, settings.coupons)
@@ -152,6 +156,11 @@ class Container:
         return MemoryDailySpend(seed)
 
     async def start(self) -> None:
+        if self.journal is not None:
+            # Before serving: what a killed process answered but had not written is charged now.
+            await self.journal.replay(self.ledger)
+            self.journal.open()
+            self.journal.start()
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                            skip_auto_headers=("User-Agent",))
@@ -186,6 +195,8 @@ class Container:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.writer.close()
+        if self.journal is not None:
+            await self.journal.close()
         await self.stripe.close()
         await self.error_monitor.close()
         self.ledger.close()

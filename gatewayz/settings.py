@@ -297,6 +297,11 @@ class CreditsConfig(_Strict):
     # Database holds (several workers) left by a worker that died are released after this long; it must
     # exceed the longest request (a hold expiring under a live request lets it spend past its hold).
     hold_ttl_s: int = Field(default=3600, ge=2)
+    # Every settlement is also appended to a local journal in data_dir before the answer ends; a restart
+    # applies what a killed process had not written yet (see README, "Shutdown and crashes").
+    journal: bool = True
+    # How often the journal is fsynced: what a machine crash (not a process kill) can lose.
+    journal_fsync_ms: int = Field(default=50, ge=1, le=10_000)
 
 
 class BillingConfig(_Strict):
@@ -490,6 +495,9 @@ class Settings(_Strict):
     workers: int = Field(default=1, ge=1, le=256)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     request_deadline_s: float = Field(default=600.0, gt=0)
+    # On SIGTERM: stop accepting, let in-flight requests and open streams finish for up to this long (then
+    # they are cut), then write every pending settlement and exit.
+    shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True                       # one JSON object a line (request id, trace id); false: text
     # Log each inference request's messages (or input) at DEBUG, credentials masked. For debugging only:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy.exc import IntegrityError
 
 from gatewayz.billing.allowance import PeriodPolicy, Reset
+from gatewayz.billing.journal import SettlementJournal
 from gatewayz.billing.store import DuplicateHold, LedgerStore, Settlement
 from gatewayz.billing.writer import SettlementWriter
 from gatewayz.errors import Conflict, InsufficientCredits, NotFound
@@ -94,10 +95,12 @@ class MemoryAuthority:
     RECENT_S = 10.0      # how long a written settlement's request id is remembered here
     RECENT_MAX = 50_000
 
-    def __init__(self, store: LedgerStore, writer: SettlementWriter, policy: PeriodPolicy | None = None) -> None:
+    def __init__(self, store: LedgerStore, writer: SettlementWriter, policy: PeriodPolicy | None = None,
+                 journal: SettlementJournal | None = None) -> None:
         self._store = store
         self._writer = writer
         self._policy = policy
+        self._journal = journal
         self._accounts: dict[int, _Account] = {}
         self._open: dict[tuple[int, str], int] = {}  # holds and settlements not yet durable
         # Closes the gap between the database check for a reused request id and the hold: a settlement that
@@ -183,8 +186,12 @@ class MemoryAuthority:
         acct.pending += cost
         acct.generation += 1
         key = (hold.user_id, hold.request_id)
+        journal = self._journal
+        seq = journal.append(settlement) if journal is not None else 0
 
         def done(charged: int) -> None:
+            if journal is not None:
+                journal.applied(seq)
             acct.pending -= cost
             acct.allowance -= settlement.from_allowance
             acct.balance -= charged - settlement.from_allowance
@@ -229,11 +236,12 @@ class MemoryAuthority:
 
 class SqlAuthority:
     def __init__(self, store: LedgerStore, writer: SettlementWriter, hold_ttl_s: int,
-                 policy: PeriodPolicy | None = None) -> None:
+                 policy: PeriodPolicy | None = None, journal: SettlementJournal | None = None) -> None:
         self._store = store
         self._writer = writer
         self._ttl = timedelta(seconds=hold_ttl_s)
         self._policy = policy
+        self._journal = journal
 
     async def reserve(self, user_id: int, request_id: str, amount: int, period: str | None = None) -> Hold:
         """One conditional UPDATE. Given a period, the hold also requires the allowance to belong to it;
@@ -270,7 +278,17 @@ class SqlAuthority:
         cost = min(settlement.cost_nanos, hold.amount)
         settlement.cost_nanos = cost
         settlement.hold_nanos = hold.amount
-        self._writer.submit_one(lambda: self._store.settle_hold(settlement))
+        journal = self._journal
+        if journal is None:
+            self._writer.submit_one(lambda: self._store.settle_hold(settlement))
+            return cost
+        seq = journal.append(settlement)
+
+        async def write() -> None:
+            await self._store.settle_hold(settlement)
+            journal.applied(seq)   # a write given up on stays journaled: the next start applies it
+
+        self._writer.submit_one(write)
         return cost
 
     def release(self, hold: Hold) -> None:
@@ -312,7 +330,8 @@ class SqlAuthority:
 
 
 def make_authority(kind: str, workers: int, store: LedgerStore, writer: SettlementWriter,
-                   hold_ttl_s: int, policy: PeriodPolicy | None = None) -> CreditAuthority:
+                   hold_ttl_s: int, policy: PeriodPolicy | None = None,
+                   journal: SettlementJournal | None = None) -> CreditAuthority:
     if kind == "memory" or (kind == "auto" and workers == 1):
-        return MemoryAuthority(store, writer, policy)
-    return SqlAuthority(store, writer, hold_ttl_s, policy)
+        return MemoryAuthority(store, writer, policy, journal)
+    return SqlAuthority(store, writer, hold_ttl_s, policy, journal)
