@@ -31,8 +31,7 @@ import sqlalchemy as sa
 from gatewayz.settings import ModelConfig, ModelRoute, Pricing
 from gatewayz.storage.schema import credit_holds
 from tests.conftest import GatewayFactory
-from tests.e2e.test_credits import (admin, db_user, echo_hold, encode, ledger, post_chat, select_rows, usage_for,
-                                    usd)
+from tests.e2e.test_credits import admin, db_user, echo_hold, encode, ledger, post_chat, select_rows, usage_for, usd
 from tests.emulator import Emulator, Fault
 from tests.gateway_server import GatewayServer
 
@@ -334,7 +333,8 @@ def test_request_id_retried_after_a_restart_is_charged_once(gateway_factory: Gat
     rid = f"restart-{backend}-{authority}"
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key=user["api_key"], max_retries=0, timeout=20)
     first = client.chat.completions.with_raw_response.create(
-        model="test/echo", messages=[{"role": "user", "content": "charge me once"}], extra_headers={"X-Request-ID": rid})
+        model="test/echo", messages=[{"role": "user", "content": "charge me once"}],
+        extra_headers={"X-Request-ID": rid})
     cost = nanos(first.parse().usage.cost)  # type: ignore[union-attr]
     assert cost > 0
     gw.stop()   # settlements are drained on shutdown; the next gateway knows the id only from the database
@@ -393,8 +393,8 @@ def test_a_request_failing_before_any_answer_costs_nothing(gateway_factory: Gate
     # The whole balance is spendable again at once.
     ok = post_chat(gw, user["api_key"], {"model": "test/echo", "messages": [{"role": "user", "content": "fine"}]})
     assert ok.status_code == 200, ok.text
-    assert nanos(ok.json()["usage"]["cost"]) == hold - db_user(gw, user["id"])["balance_nanos"]
     check_books(gw, user, directive)
+    assert nanos(ok.json()["usage"]["cost"]) == hold - db_user(gw, user["id"])["balance_nanos"]
 
 
 @pytest.mark.parametrize("authority", AUTHORITIES)
@@ -412,3 +412,22 @@ def test_usage_beyond_the_hold_is_charged_the_hold_and_said_so(gateway_factory: 
     rows = check_books(gw, user, "over")
     assert [charge(row) for row in rows if row["type"] == "api_usage"] == [cost]
     assert usage_for(gw, user["id"], "over-" + authority)[0]["cost_nanos"] == cost
+
+
+def test_anthropic_answer_without_upstream_usage_reports_the_billed_estimate(gateway_factory: GatewayFactory,
+                                                                             emu_a: Emulator,
+                                                                             emu_b: Emulator) -> None:
+    gw = start(gateway_factory, [emu_a, emu_b], "sqlite", "memory")
+    user = gw.create_user("1")
+    claude = anthropic.Anthropic(base_url=gw.url, api_key=user["api_key"], max_retries=0, timeout=20)
+    r = claude.messages.with_raw_response.create(
+        model="test/echo", max_tokens=50, messages=[{"role": "user", "content": "no usage [[fault:omit_usage=true]]"}],
+        extra_headers={"X-Request-ID": "estimated"})
+    usage: Any = r.parse().usage
+    gw.drain()
+    record = usage_for(gw, user["id"], "estimated")[0]
+    assert (usage.input_tokens, usage.output_tokens) == (record["prompt_tokens"], record["completion_tokens"])
+    assert usage.input_tokens > 0 and usage.output_tokens > 0
+    assert nanos(usage.cost) == record["cost_nanos"] == usage.input_tokens * ECHO_IN + usage.output_tokens * ECHO_OUT
+    rows = check_books(gw, user, "estimated")
+    assert [charge(row) for row in rows if row["type"] == "api_usage"] == [record["cost_nanos"]]

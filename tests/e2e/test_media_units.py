@@ -14,7 +14,6 @@ import pytest
 from tests.conftest import GatewayFactory
 from tests.e2e.test_media import MODELS, wav
 from tests.emulator import Emulator
-from tests.gateway_server import GatewayServer
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
