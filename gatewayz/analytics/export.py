@@ -15,7 +15,7 @@ Batches = AsyncIterator[list[dict[str, Any]]]
 
 CSV_COLUMNS = ("request_id", "created_at", "model", "provider", "endpoint", "stream", "status", "error_code",
                "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "cost_nanos", "latency_ms",
-               "ttft_ms", "api_key_id")
+               "ttft_ms", "api_key_id", "images", "audio_ms", "characters")
 
 
 def record_json(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -24,7 +24,8 @@ def record_json(r: Mapping[str, Any]) -> dict[str, Any]:
             "error_code": r["error_code"], "prompt_tokens": r["prompt_tokens"],
             "completion_tokens": r["completion_tokens"], "total_tokens": r["prompt_tokens"] + r["completion_tokens"],
             "cost": nanos_to_json(r["cost_nanos"]), "cost_nanos": r["cost_nanos"], "latency_ms": r["latency_ms"],
-            "ttft_ms": r["ttft_ms"], "api_key_id": r["api_key_id"]}
+            "ttft_ms": r["ttft_ms"], "api_key_id": r["api_key_id"], "images": r["images"], "audio_ms": r["audio_ms"],
+            "characters": r["characters"]}
 
 
 def _csv_row(r: Mapping[str, Any]) -> list[Any]:
@@ -33,7 +34,8 @@ def _csv_row(r: Mapping[str, Any]) -> list[Any]:
     return [r["request_id"], r["created_at"].isoformat(), r["model"], r["provider"], r["endpoint"],
             "true" if r["stream"] else "false", r["status"], r["error_code"], r["prompt_tokens"],
             r["completion_tokens"], r["prompt_tokens"] + r["completion_tokens"],
-            f"{nanos_to_usd(r['cost_nanos']):.9f}", r["cost_nanos"], r["latency_ms"], r["ttft_ms"], r["api_key_id"]]
+            f"{nanos_to_usd(r['cost_nanos']):.9f}", r["cost_nanos"], r["latency_ms"], r["ttft_ms"], r["api_key_id"],
+            r["images"], r["audio_ms"], r["characters"]]
 
 
 async def csv_stream(batches: Batches) -> AsyncIterator[bytes]:

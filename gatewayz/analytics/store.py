@@ -19,7 +19,7 @@ OK = 200  # what the pipeline records for a served request (an interrupted strea
 
 LOG_COLUMNS = (u.c.id, u.c.request_id, u.c.created_at, u.c.model, u.c.provider, u.c.endpoint, u.c.stream, u.c.status,
                u.c.error_code, u.c.prompt_tokens, u.c.completion_tokens, u.c.cost_nanos, u.c.latency_ms, u.c.ttft_ms,
-               u.c.api_key_id)
+               u.c.api_key_id, u.c.images, u.c.audio_ms, u.c.characters)
 PERCENTILES = (50, 95, 99)
 
 

@@ -64,6 +64,8 @@ class AnthropicMessages:
 
     def body(self, ctx: RequestContext, data: dict[str, Any], usage: Usage, cost: int) -> bytes:
         message = openai_to_message(data, ctx.entry.id if ctx.entry else ctx.requested_model)
+        if usage.estimated:  # the upstream reported none: say what was billed, as the stream does
+            message["usage"].update(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
         message["usage"]["cost"] = nanos_to_json(cost)  # extra field, like OpenRouter's: SDKs keep extras
         return orjson.dumps(message)
 

@@ -173,4 +173,5 @@ async def generation(user: User, c: ContainerDep, id: str = Query(min_length=1, 
                      "cached_tokens": rec["cached_tokens"], "reasoning_tokens": rec["reasoning_tokens"],
                      "cost": nanos_to_json(rec["cost_nanos"]), "cost_nanos": rec["cost_nanos"],
                      "latency_ms": rec["latency_ms"], "ttft_ms": rec["ttft_ms"], "attempts": rec["attempts"],
+                     "images": rec["images"], "audio_ms": rec["audio_ms"], "characters": rec["characters"],
                      "api_key_id": rec["api_key_id"], "created_at": rec["created_at"]}}

@@ -79,7 +79,10 @@ def usage_row(ctx: RequestContext, usage: Usage) -> dict[str, Any]:
             "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
             "latency_ms": round((time.perf_counter() - ctx.started) * 1000, 3), "ttft_ms": ctx.ttft_ms,
-            "attempts": len(ctx.attempts)}
+            "attempts": len(ctx.attempts),
+            # Media units billed (NULL when the request has none, as every chat request)
+            "images": usage.images or None, "audio_ms": usage.audio_ms or None,
+            "characters": usage.characters or None}
 
 
 def _provider_fault(status: int | None, error: str) -> bool:

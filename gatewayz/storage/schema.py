@@ -149,6 +149,10 @@ usage_records = sa.Table(
     sa.Column("ttft_ms", sa.Float(), nullable=True),
     sa.Column("attempts", sa.Integer(), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    # Media units billed (image, transcription and speech models); NULL for requests that have none.
+    sa.Column("images", sa.Integer(), nullable=True),
+    sa.Column("audio_ms", sa.BigInteger(), nullable=True),
+    sa.Column("characters", sa.BigInteger(), nullable=True),
     sa.UniqueConstraint("user_id", "request_id"),
     sa.Index(None, "user_id", "created_at"),
     # Customer analytics (per key, per model over a date range), the retention purge and the operator views

@@ -26,7 +26,7 @@ from tests.gateway_server import GatewayServer, migrate
 PRICE = {"test/echo": (1000, 2000), "test/pricey": (1_000_000, 1_000_000)}
 CSV_HEADER = ["request_id", "created_at", "model", "provider", "endpoint", "stream", "status", "error_code",
               "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "cost_nanos", "latency_ms",
-              "ttft_ms", "api_key_id"]
+              "ttft_ms", "api_key_id", "images", "audio_ms", "characters"]
 
 
 def _auth(key: str) -> dict[str, str]:
