@@ -102,6 +102,7 @@ class MemoryAuthority:
         self._policy = policy
         self._journal = journal
         self._accounts: dict[int, _Account] = {}
+        self._credited_unloaded: dict[int, int] = {}  # credits to users whose account was not loaded
         self._open: dict[tuple[int, str], int] = {}  # holds and settlements not yet durable
         # Closes the gap between the database check for a reused request id and the hold: a settlement that
         # becomes durable in between is still known here.
@@ -113,13 +114,20 @@ class MemoryAuthority:
             if acct.held == 0 and acct.pending == 0 and time.monotonic() - acct.loaded_at > self.RELOAD_AFTER_S:
                 await self._reload(user_id, acct)
             return acct
-        funds = await self._store.funds(user_id)
-        if funds is None:
-            raise NotFound("User not found.", code="user_not_found")
-        acct = self._accounts.get(user_id)  # another request may have loaded it meanwhile
-        if acct is None:
-            acct = self._accounts[user_id] = _Account(funds.balance, funds.allowance, funds.period)
-        return acct
+        while True:
+            # A credit committed while the balance is being read (a purchase, a bonus) finds no account to add
+            # to: it bumps the user's counter, and the read is taken again so the credit is not lost.
+            seen = self._credited_unloaded.get(user_id, 0)
+            funds = await self._store.funds(user_id)
+            if funds is None:
+                raise NotFound("User not found.", code="user_not_found")
+            acct = self._accounts.get(user_id)  # another request may have loaded it meanwhile
+            if acct is not None:
+                return acct
+            if self._credited_unloaded.get(user_id, 0) == seen:
+                self._credited_unloaded.pop(user_id, None)
+                acct = self._accounts[user_id] = _Account(funds.balance, funds.allowance, funds.period)
+                return acct
 
     async def _reload(self, user_id: int, acct: _Account) -> None:
         """Pick up changes made outside this process (say, the CLI) while nothing is in flight."""
@@ -229,6 +237,8 @@ class MemoryAuthority:
         if acct is not None:
             acct.balance += amount
             acct.generation += 1
+        else:
+            self._credited_unloaded[user_id] = self._credited_unloaded.get(user_id, 0) + 1
 
     async def drain(self) -> None:
         await self._writer.drain()
