@@ -98,7 +98,8 @@ class Metrics:
                                        ("endpoint", "model", "provider"), buckets=DURATION_BUCKETS, registry=None)
             self._ttft = Histogram("inference_ttft_seconds", "Time to the first streamed token.",
                                    ("model", "provider"), buckets=TTFT_BUCKETS, registry=None)
-            self._tokens = Counter("tokens_total", "Tokens billed, by kind (prompt, completion).",
+            self._tokens = Counter("tokens_total",
+                                   "Tokens billed, by kind (prompt, completion; cached, reasoning: parts of them).",
                                    ("model", "provider", "kind"), registry=None)
             self._cost = Counter("cost_usd_total", "Cost charged for inference, in USD.",
                                  ("model", "provider"), registry=None)
@@ -119,7 +120,9 @@ class Metrics:
                                     ("provider", "from_state", "to_state"), registry=None)
             self._rate_limited = Counter("rate_limit_rejections_total", "Requests refused by a rate limit.",
                                          ("reason",), registry=None)
-            self._cache_hits = Counter("cache_hits_total", "Cache hits, by cache.", ("kind",), registry=None)
+            self._cache_hits = Counter("cache_hits_total",
+                                       "Cache hits, by cache (provider_prompt: a provider's prompt cache served "
+                                       "part of the prompt).", ("kind",), registry=None)
             self._credits = Counter("credits_usd_total", "Credits reserved, settled and refunded, in USD.",
                                     ("kind",), registry=None)
             self._stream_problems = Counter("stream_chunk_problems_total",
@@ -156,10 +159,13 @@ class Metrics:
             child(self._ttft, model, provider).observe(ttft_ms / 1000)
         usage = getattr(ctx, "usage", None)
         if usage is not None:
-            for kind in ("prompt", "completion"):
+            for kind in ("prompt", "completion", "cached", "reasoning"):
                 tokens = getattr(usage, f"{kind}_tokens", 0)
-                if _number(tokens):
+                if _number(tokens) and tokens > 0:
                     child(self._tokens, model, provider, kind).inc(tokens)
+            cached = getattr(usage, "cached_tokens", 0)
+            if _number(cached) and cached > 0:
+                self.cache_hit("provider_prompt")  # the provider served part of the prompt from its cache
         cost = getattr(ctx, "cost_nanos", 0)
         if _number(cost) and cost > 0:
             child(self._cost, model, provider).inc(cost / NANOS_PER_USD)

@@ -62,6 +62,12 @@ def test_request_done_in_prometheus_text() -> None:
     assert s[key("tokens_total", model="gpt-4o", provider="openai", kind="prompt")] == 10
     assert s[key("tokens_total", model="gpt-4o", provider="openai", kind="completion")] == 5
     assert s[key("cost_usd_total", model="gpt-4o", provider="openai")] == pytest.approx(1.5e-6)
+    assert not any(name == "cache_hits_total" for name, _ in s)  # no provider cache hit reported
+    m.request_done(ctx(usage=NS(prompt_tokens=100, completion_tokens=9, cached_tokens=64, reasoning_tokens=4)))
+    s2 = samples(m)
+    assert s2[key("tokens_total", model="gpt-4o", provider="openai", kind="cached")] == 64
+    assert s2[key("tokens_total", model="gpt-4o", provider="openai", kind="reasoning")] == 4
+    assert s2[key("cache_hits_total", kind="provider_prompt")] == 1
     assert s[key("gateway_overhead_seconds_count")] == 2
     assert s[key("gateway_overhead_seconds_sum")] == pytest.approx(0.004)
     assert s[key("upstream_errors_total", provider="azure", error="timeout")] == 1
