@@ -21,7 +21,8 @@ from gatewayz.storage.schema import credit_transactions, usage_records, users
 ADMIN_CREDIT = "admin_credit"
 ADJUSTMENT = "admin_adjustment"
 REFUND = "refund"
-CAPPED_TYPES = (ADMIN_CREDIT, PURCHASE, ADJUSTMENT, REFUND)
+BONUS = "bonus"
+CAPPED_TYPES = (ADMIN_CREDIT, PURCHASE, ADJUSTMENT, REFUND, BONUS)
 WINDOW = timedelta(hours=24)
 
 

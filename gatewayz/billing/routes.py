@@ -35,8 +35,8 @@ class CreditGrant(BaseModel):
     amount: Decimal = Field(gt=0, le=MAX_GRANT_USD, decimal_places=9)
     description: str | None = Field(default=None, max_length=500)
     # "purchase": money the user paid (recorded by hand until a payment provider records it); the first
-    # large enough one pays a pending referral bonus.
-    type: Literal["admin_credit", "purchase"] = "admin_credit"
+    # large enough one pays a pending referral bonus. "bonus": a goodwill or promotional grant.
+    type: Literal["admin_credit", "purchase", "bonus"] = "admin_credit"
 
 
 class Adjustment(BaseModel):

@@ -194,3 +194,17 @@ def test_daily_cap_per_admin(gateway_factory: GatewayFactory, emu_a: Emulator, b
     assert sum(r["amount_nanos"] for r in rows if r["actor"] == f"user:{staff['id']}") == 10 * NANO
     assert gw.balance_nanos(u["api_key"]) == 14 * NANO
     assert {a["actor"] for a in audit_rows(gw, "credits.add")} == {"admin", f"user:{staff['id']}"}
+
+
+def test_a_bonus_grant_is_its_own_ledger_type_and_counts_toward_the_caps(gateway_factory: GatewayFactory,
+                                                                         emu_a: Emulator) -> None:
+    gw = gateway_factory([emu_a], billing=BillingConfig(admin_max_transaction_usd=Decimal("50"),
+                                                        admin_daily_limit_usd=Decimal("60")))
+    target = gw.create_user("0")
+    r = post(gw, "/credits/add", {"user_id": target["id"], "amount": "40", "type": "bonus"})
+    assert r.status_code == 200, r.text
+    ledger = httpx.get(gw.url + "/credits/transactions", headers=bearer(target["api_key"])).json()["data"]
+    assert [row["type"] for row in ledger if row["amount_nanos"] == 40 * NANO] == ["bonus"]
+    error_of(post(gw, "/credits/add", {"user_id": target["id"], "amount": "30", "type": "bonus"}), 403,
+             "admin_daily_limit")   # 40 + 30 > 60 in 24 h
+    assert gw.balance_nanos(target["api_key"]) == 40 * NANO
