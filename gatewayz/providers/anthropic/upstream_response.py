@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from gatewayz.providers.anthropic.upstream_request import JSON_TOOL
+from gatewayz.providers.chat_parts import single_choice_completion
 from gatewayz.providers.openai_wire import openai_error_body
 
 JSON = dict[str, Any]
@@ -92,20 +93,9 @@ def chat_completion(data: Any) -> JSON:
         elif kind == "tool_use" and isinstance(block.get("name"), str):
             calls.append({"id": str(block.get("id") or ""), "type": "function",
                           "function": {"name": block["name"], "arguments": arguments_json(block.get("input"))}})
-    text = "".join(texts)
-    message: JSON = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
-    if thoughts:
-        message["reasoning_content"] = "".join(thoughts)
-    if calls:
-        message["tool_calls"] = calls
-    out: JSON = {
-        "id": completion_id(data.get("id")),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": data.get("model") if isinstance(data.get("model"), str) else "",
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": finish_reason(data.get("stop_reason"), bool(calls))}],
-    }
+    out = single_choice_completion(completion_id(data.get("id")),
+                                   data["model"] if isinstance(data.get("model"), str) else "", "".join(texts),
+                                   thoughts, calls, finish_reason(data.get("stop_reason"), bool(calls)))
     if isinstance(data.get("usage"), dict):
         out["usage"] = openai_usage(data["usage"])
     return out

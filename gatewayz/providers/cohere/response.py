@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from gatewayz.providers.chat_parts import single_choice_completion
 from gatewayz.providers.cohere.messages import JSON
 
 FINISH_REASONS = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TOOL_CALL": "tool_calls"}
@@ -105,19 +106,8 @@ def chat_completion(data: Any) -> JSON:
     calls = [_call(c) for c in message.get("tool_calls") or [] if isinstance(c, dict)]
     plan = message.get("tool_plan")
     text = "".join(texts) or (plan if isinstance(plan, str) else "")
-    out_message: JSON = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
-    if thoughts:
-        out_message["reasoning_content"] = "".join(thoughts)
-    if calls:
-        out_message["tool_calls"] = calls
-    out: JSON = {
-        "id": completion_id(data.get("id")),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": "",
-        "choices": [{"index": 0, "message": out_message, "logprobs": None,
-                     "finish_reason": finish_reason(reason, bool(calls))}],
-    }
+    out = single_choice_completion(completion_id(data.get("id")), "", text, thoughts, calls,
+                                   finish_reason(reason, bool(calls)))
     usage = openai_usage(data.get("usage")) or openai_usage(data.get("meta"))
     if usage is not None:
         out["usage"] = usage
